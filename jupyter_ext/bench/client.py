@@ -1,0 +1,128 @@
+"""Async streaming client for any OpenAI-compatible endpoint (local vLLM or a given URL).
+
+It is built not to be the bottleneck: one aiohttp session with no connection-pool cap
+(aiohttp's default caps at 100), a large read buffer, and timing taken on the monotonic
+clock the moment each server-sent event is read. Requests ask for `include_usage` so token
+counts come from the server, not from a local tokenizer.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from .metrics import RequestSample
+from .workload import Prompt
+
+READ_BUFSIZE = 1 << 22  # 4 MiB: a small buffer makes aiohttp split and re-read long streams
+
+
+@dataclass
+class Endpoint:
+    """Where to send requests. `api` is 'chat' (/v1/chat/completions) or 'completions'.
+
+    `ignore_eos` is a vLLM extension that makes every request produce exactly max_tokens,
+    as benchmark harnesses do; turn it off for servers that reject unknown fields."""
+
+    base_url: str
+    model: str
+    api: str = "chat"
+    headers: dict[str, str] = field(default_factory=dict)
+    ignore_eos: bool = True
+    temperature: float = 0.0
+    request_timeout_s: float = 600.0
+
+    @property
+    def url(self) -> str:
+        path = "/v1/chat/completions" if self.api == "chat" else "/v1/completions"
+        return self.base_url.rstrip("/") + path
+
+    def body(self, prompt: Prompt, max_tokens: int) -> dict[str, Any]:
+        b: dict[str, Any] = {"model": self.model, "max_tokens": max_tokens, "temperature": self.temperature,
+                             "stream": True, "stream_options": {"include_usage": True}}
+        if self.api == "chat":
+            b["messages"] = prompt.messages()
+        else:
+            b["prompt"] = prompt.text()
+        if self.ignore_eos:
+            b["ignore_eos"] = True
+        return b
+
+    def to_dict(self) -> dict:
+        # Header values may hold credentials: keep their names only.
+        return {"base_url": self.base_url, "model": self.model, "api": self.api,
+                "headers": sorted(self.headers), "ignore_eos": self.ignore_eos, "temperature": self.temperature}
+
+
+def new_session(endpoint: Endpoint):
+    """An aiohttp session with no pool cap and a large read buffer."""
+    import aiohttp
+
+    connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, ttl_dns_cache=300)
+    timeout = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=endpoint.request_timeout_s)
+    return aiohttp.ClientSession(connector=connector, timeout=timeout, read_bufsize=READ_BUFSIZE,
+                                 headers=endpoint.headers)
+
+
+def _content_of(event: dict) -> str:
+    choices = event.get("choices") or []
+    if not choices:
+        return ""
+    c = choices[0]
+    if "delta" in c:
+        return c["delta"].get("content") or c["delta"].get("reasoning_content") or ""
+    return c.get("text") or ""
+
+
+async def stream_request(session, endpoint: Endpoint, prompt: Prompt, max_tokens: int,
+                         due_at: float | None = None) -> RequestSample:
+    """Send one streaming request and time every content event. Never raises for a failed
+    request: the failure is recorded in the sample so a sweep can count it."""
+    sent = time.perf_counter()
+    sample = RequestSample(prompt_index=prompt.index, ok=False, sent_at=sent,
+                           queue_s=max(0.0, sent - due_at) if due_at is not None else 0.0)
+    chunks: list[float] = []
+    text: list[str] = []
+    try:
+        async with session.post(endpoint.url, json=endpoint.body(prompt, max_tokens)) as resp:
+            if resp.status != 200:
+                detail = (await resp.text())[:300]
+                sample.error = f"HTTP {resp.status}: {detail}"
+                return sample
+            async for raw in resp.content:
+                now = time.perf_counter()
+                line = raw.strip()
+                if not line.startswith(b"data:"):
+                    continue
+                data = line[5:].strip()
+                if data == b"[DONE]":
+                    break
+                event = json.loads(data)
+                if event.get("error"):
+                    raise RuntimeError(str(event["error"])[:300])
+                piece = _content_of(event)
+                if piece:
+                    chunks.append(now - sent)
+                    text.append(piece)
+                usage = event.get("usage")
+                if usage:
+                    sample.input_tokens = usage.get("prompt_tokens")
+                    sample.output_tokens = usage.get("completion_tokens")
+                    sample.usage_from_server = True
+    except Exception as exc:  # noqa: BLE001 - recorded, counted as failed, shown in the result
+        sample.error = f"{type(exc).__name__}: {exc}"[:300]
+        sample.chunk_times_s = chunks
+        return sample
+    if not chunks:
+        sample.error = "the stream ended without any content"
+        return sample
+    sample.ok = True
+    sample.chunk_times_s = chunks
+    sample.ttft_s = chunks[0]
+    sample.e2el_s = chunks[-1]
+    sample.text = "".join(text)
+    if sample.output_tokens is None:  # fallback, flagged by usage_from_server=False
+        sample.output_tokens = len(chunks)
+    return sample

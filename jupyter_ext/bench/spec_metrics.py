@@ -1,0 +1,62 @@
+"""Speculative-decoding counters read from the vLLM server's Prometheus `/metrics`.
+
+Per level we read the counters before and after and take the difference:
+    acceptance_rate        = accepted draft tokens / proposed draft tokens
+    mean_accepted_per_step = 1 + accepted draft tokens / drafting steps
+(the 1 is the token the target model always produces in a verification step). A recipe
+that asks for speculation but whose server proposed no draft tokens is flagged, never
+passed off as a speed-up.
+"""
+
+from __future__ import annotations
+
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+
+COUNTERS = {
+    "vllm:spec_decode_num_drafts_total": "drafts",
+    "vllm:spec_decode_num_draft_tokens_total": "draft_tokens",
+    "vllm:spec_decode_num_accepted_tokens_total": "accepted_tokens",
+}
+
+
+@dataclass
+class SpecCounters:
+    drafts: float = 0.0
+    draft_tokens: float = 0.0
+    accepted_tokens: float = 0.0
+
+    @classmethod
+    def parse(cls, text: str) -> "SpecCounters | None":
+        """Sum each counter over its labels; None when the server exports none of them."""
+        found, c = False, cls()
+        for line in text.splitlines():
+            if line.startswith("#"):
+                continue
+            name = line.split("{", 1)[0].split(" ", 1)[0]
+            if name in COUNTERS:
+                found = True
+                setattr(c, COUNTERS[name], getattr(c, COUNTERS[name]) + float(line.rsplit(" ", 1)[1]))
+        return c if found else None
+
+    @staticmethod
+    def delta(before: "SpecCounters", after: "SpecCounters") -> "SpecCounters":
+        return SpecCounters(after.drafts - before.drafts, after.draft_tokens - before.draft_tokens,
+                            after.accepted_tokens - before.accepted_tokens)
+
+    def summary(self) -> dict:
+        nan = float("nan")
+        return {"drafts": self.drafts, "draft_tokens": self.draft_tokens, "accepted_tokens": self.accepted_tokens,
+                "acceptance_rate": self.accepted_tokens / self.draft_tokens if self.draft_tokens else nan,
+                "mean_accepted_per_step": 1 + self.accepted_tokens / self.drafts if self.drafts else nan,
+                "active": self.draft_tokens > 0}
+
+
+def scrape_spec_counters(base_url: str, timeout: float = 5.0) -> SpecCounters | None:
+    """Read the counters, or None when the endpoint has no vLLM /metrics."""
+    try:
+        with urllib.request.urlopen(base_url.rstrip("/") + "/metrics", timeout=timeout) as r:
+            return SpecCounters.parse(r.read().decode("utf-8", "replace"))
+    except (urllib.error.URLError, OSError, ValueError):
+        return None

@@ -1,0 +1,183 @@
+"""Question-answering prompts shaped like the seed benchmark's (OpenOrca-style).
+
+The seed used prompts of 500-1000 tokens (mean 622) and 250 new tokens. We build the same
+shape from real English text that every machine has offline: the documentation strings of
+Python's standard library. Each prompt is a passage of documentation followed by a
+question about it. Prompt lengths follow 500 + Exp(mean 125) tokens clipped at 1000 (mean
+about 622), counted with the served model's tokenizer when it is available, else estimated
+at 4 characters per token. `input_scale` and `max_tokens` shrink the workload for CI.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import inspect
+import json
+import random
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from ..errors import BenchError
+
+# Modules with long, well-written prose docstrings; order matters for reproducibility.
+SOURCE_MODULES = [
+    "argparse", "asyncio.locks", "asyncio.queues", "asyncio.tasks", "bisect", "calendar",
+    "collections", "concurrent.futures._base", "contextlib", "csv", "dataclasses", "datetime",
+    "decimal", "difflib", "email.message", "enum", "fractions", "functools", "gettext", "heapq",
+    "http.client", "http.cookiejar", "inspect", "ipaddress", "itertools", "json", "logging",
+    "mailbox", "numbers", "optparse", "pathlib", "pickle", "pprint", "queue", "random", "sched",
+    "shlex", "shutil", "smtplib", "socketserver", "statistics", "string", "subprocess", "tarfile",
+    "tempfile", "textwrap", "threading", "timeit", "typing", "unittest.case", "urllib.parse",
+    "uuid", "warnings", "weakref", "zipfile",
+]
+
+SYSTEM_PROMPT = ("You are a helpful assistant. Answer the user's question using the documentation "
+                 "they provide. Be thorough and explain step by step.")
+
+QUESTIONS = [
+    "Using only the documentation above, explain what `{topic}` is for and walk through how a programmer would use it.",
+    "Summarise the documentation above for a new Python developer, then list the three most important details about `{topic}`.",
+    "Based on the text above, what mistakes might someone make when using `{topic}`, and how can they avoid them?",
+    "Read the documentation above and write a short tutorial on `{topic}`, with an example in prose.",
+    "What problem does `{topic}` solve according to the passage, and what are its main parts?",
+]
+
+SEED_SHAPE = {"input_min": 500, "input_max": 1000, "input_mean": 622, "max_tokens": 250}
+
+
+@dataclass
+class Prompt:
+    index: int
+    system: str
+    user: str
+    topic: str
+    target_input_tokens: int
+
+    def messages(self) -> list[dict]:
+        return [{"role": "system", "content": self.system}, {"role": "user", "content": self.user}]
+
+    def text(self) -> str:
+        """Single-string form for the completions API."""
+        return f"{self.system}\n\n{self.user}\n\nAnswer:"
+
+
+@dataclass
+class Workload:
+    """A list of prompts plus how they were made (recorded with every result)."""
+
+    prompts: list[Prompt]
+    max_tokens: int
+    description: dict = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.prompts)
+
+    def fingerprint(self) -> str:
+        h = hashlib.sha256(json.dumps([asdict(p) for p in self.prompts], sort_keys=True).encode())
+        return h.hexdigest()[:16]
+
+    def summary(self) -> dict:
+        t = [p.target_input_tokens for p in self.prompts]
+        return {**self.description, "num_prompts": len(t), "max_tokens": self.max_tokens,
+                "target_input_tokens_mean": sum(t) / len(t) if t else 0,
+                "target_input_tokens_min": min(t, default=0), "target_input_tokens_max": max(t, default=0),
+                "fingerprint": self.fingerprint()}
+
+
+def _clean(doc: str) -> str:
+    lines = [ln for ln in doc.splitlines() if not ln.lstrip().startswith((">>>", "..."))]
+    text = "\n".join(lines)
+    return re.sub(r"\n{3,}", "\n\n", text).strip()
+
+
+def documentation_passages(min_chars: int = 200) -> list[tuple[str, str]]:
+    """(topic, text) pairs from stdlib docstrings: module docs and their public classes/functions."""
+    out: list[tuple[str, str]] = []
+    for name in SOURCE_MODULES:
+        try:
+            mod = importlib.import_module(name)
+        except ImportError:
+            continue
+        parts = []
+        doc = inspect.getdoc(mod)
+        if doc:
+            parts.append(_clean(doc))
+        for attr in sorted(getattr(mod, "__all__", None) or dir(mod)):
+            if attr.startswith("_"):
+                continue
+            obj = getattr(mod, attr, None)
+            if (inspect.isclass(obj) or inspect.isfunction(obj)) and getattr(obj, "__module__", "") == mod.__name__:
+                d = inspect.getdoc(obj)
+                if d and len(d) > 80:
+                    parts.append(f"{attr}:\n{_clean(d)}")
+        text = "\n\n".join(parts)
+        if len(text) >= min_chars:
+            out.append((name, text))
+    if not out:
+        raise BenchError("no documentation text could be read from the standard library to build prompts")
+    return out
+
+
+def seed_lengths(n: int, rng: random.Random, scale: float = 1.0) -> list[int]:
+    """Prompt lengths: 500 + Exp(mean 125) clipped to [500, 1000] (mean ~622), times `scale`."""
+    lo, hi = SEED_SHAPE["input_min"], SEED_SHAPE["input_max"]
+    return [max(8, int(round(min(hi, lo + rng.expovariate(1 / 125.0)) * scale))) for _ in range(n)]
+
+
+def _truncate(text: str, tokens: int, count: Callable[[str], int] | None) -> str:
+    """Cut `text` to about `tokens` tokens (binary search on characters when a tokenizer exists)."""
+    if count is None:
+        return text[: tokens * 4]
+    lo, hi = 0, len(text)
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if count(text[:mid]) <= tokens:
+            lo = mid
+        else:
+            hi = mid - 1
+    return text[:lo]
+
+
+def tokenizer_counter(model_path: str | Path | None) -> Callable[[str], int] | None:
+    """A token counter from the model folder's tokenizer.json (the `tokenizers` library is
+    fast to import), or None when there is no local tokenizer."""
+    if model_path is None or not (Path(model_path) / "tokenizer.json").is_file():
+        return None
+    try:
+        from tokenizers import Tokenizer
+    except ImportError:
+        return None
+    tok = Tokenizer.from_file(str(Path(model_path) / "tokenizer.json"))
+    return lambda s: len(tok.encode(s, add_special_tokens=False).ids)
+
+
+def build_workload(num_prompts: int = 32, max_tokens: int = 250, input_scale: float = 1.0,
+                   seed: int = 0, tokenizer_path: str | Path | None = None) -> Workload:
+    """Seed-shaped QA prompts. The question and system prompt are counted in the target length."""
+    if num_prompts < 1:
+        raise BenchError(f"number of prompts must be >= 1 (got {num_prompts})")
+    if max_tokens < 1:
+        raise BenchError(f"max_tokens must be >= 1 (got {max_tokens})")
+    if not 0 < input_scale <= 4:
+        raise BenchError(f"input_scale must be in (0, 4] (got {input_scale}); 1.0 is the seed's shape")
+    rng = random.Random(seed)
+    count = tokenizer_counter(tokenizer_path)
+    passages = documentation_passages()
+    prompts = []
+    for i, target in enumerate(seed_lengths(num_prompts, rng, input_scale)):
+        topic, text = passages[rng.randrange(len(passages))]
+        start = rng.randrange(max(1, len(text) // 3))
+        body = text[start:]
+        while len(body) < target * 6:  # enough raw text to cut from
+            body += "\n\n" + passages[rng.randrange(len(passages))][1]
+        question = rng.choice(QUESTIONS).format(topic=topic)
+        overhead = (count(SYSTEM_PROMPT + question) if count else len(SYSTEM_PROMPT + question) // 4) + 8
+        passage = _truncate(body, max(4, target - overhead), count)
+        user = f"Documentation:\n{passage}\n\nQuestion: {question}"
+        prompts.append(Prompt(i, SYSTEM_PROMPT, user, topic, target))
+    desc = {"source": "Python standard library docstrings", "shape": "seed (OpenOrca-style QA)",
+            "input_scale": input_scale, "seed": seed, "token_counts": "model tokenizer" if count else "estimated (4 chars/token)"}
+    return Workload(prompts, max_tokens, desc)

@@ -1,0 +1,172 @@
+"""Start, health-check and stop one local vLLM OpenAI server for a recipe.
+
+The server binds 127.0.0.1 on a free port unless asked otherwise, logs to a file, and is
+waited on through `GET /health` with a deadline. It runs in its own process group so that
+stopping it (by its pid, never by name) also ends the engine's worker processes. A server
+is always stopped: on leaving the context manager, on KeyboardInterrupt, and at interpreter
+exit for any server still running.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections import deque
+from pathlib import Path
+from typing import Callable
+
+from ..errors import EngineStartError
+from ..recipes import Recipe
+from .args import ServerCommand, build_server_command, engine_platform
+from .model_files import cache_root
+
+_RUNNING: dict[int, "LocalServer"] = {}
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def log_tail(path: Path, lines: int = 30) -> str:
+    try:
+        with open(path, "r", errors="replace") as f:
+            return "".join(deque(f, maxlen=lines))
+    except OSError:
+        return "(no log)"
+
+
+def http_ok(url: str, timeout: float = 2.0) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r:
+            return r.status == 200
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+class LocalServer:
+    """One vLLM server process. Use as a context manager, or call start()/stop()."""
+
+    def __init__(self, command: ServerCommand, host: str, port: int, log_path: Path,
+                 start_timeout_s: float = 600.0):
+        self.command = command
+        self.host, self.port = host, port
+        self.log_path = log_path
+        self.start_timeout_s = start_timeout_s
+        self.process: subprocess.Popen | None = None
+        self.started_at: float | None = None
+        self.ready_after_s: float | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process else None
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def start(self, on_wait: Callable[[float], None] | None = None) -> "LocalServer":
+        """Launch the server and block until /health answers, or raise EngineStartError."""
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, **self.command.env}
+        log = open(self.log_path, "ab")
+        try:
+            self.process = subprocess.Popen(self.command.argv, stdout=log, stderr=subprocess.STDOUT,
+                                            stdin=subprocess.DEVNULL, env=env, start_new_session=True)
+        finally:
+            log.close()
+        self.started_at = time.monotonic()
+        _RUNNING[self.process.pid] = self
+        try:
+            self._wait_healthy(on_wait)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _wait_healthy(self, on_wait: Callable[[float], None] | None) -> None:
+        deadline = self.started_at + self.start_timeout_s
+        while True:
+            if self.process.poll() is not None:
+                raise EngineStartError(
+                    f"the vLLM server exited with code {self.process.returncode} before it was ready.\n"
+                    f"Last lines of {self.log_path}:\n{log_tail(self.log_path)}")
+            if http_ok(f"{self.base_url}/health"):
+                self.ready_after_s = time.monotonic() - self.started_at
+                return
+            if time.monotonic() > deadline:
+                raise EngineStartError(
+                    f"the vLLM server was not healthy after {self.start_timeout_s:.0f} s (raise "
+                    f"start_timeout_s if the host is slow).\nLast lines of {self.log_path}:\n{log_tail(self.log_path)}")
+            if on_wait:
+                on_wait(time.monotonic() - self.started_at)
+            time.sleep(0.5)
+
+    def stop(self, grace_s: float = 20.0) -> None:
+        """Stop the server's process group by its pid: SIGTERM, then SIGKILL after `grace_s`."""
+        proc = self.process
+        if proc is None:
+            return
+        _RUNNING.pop(proc.pid, None)
+        if proc.poll() is None:
+            _signal_group(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=grace_s)
+            except subprocess.TimeoutExpired:
+                _signal_group(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=10)
+        # Workers left behind by a crashed parent are in the same group.
+        _signal_group(proc.pid, signal.SIGKILL)
+
+    def __enter__(self) -> "LocalServer":
+        if self.process is None:
+            self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        state = "running" if self.alive() else "stopped"
+        return f"LocalServer({self.base_url}, pid={self.pid}, {state})"
+
+
+def _signal_group(pid: int, sig: int) -> None:
+    try:
+        os.killpg(pid, sig)  # the group id is the server's own pid (start_new_session)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+@atexit.register
+def _stop_all() -> None:
+    for server in list(_RUNNING.values()):
+        server.stop(grace_s=5)
+
+
+def run_dir(name: str) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return cache_root() / "runs" / f"{name}-{stamp}-{os.getpid()}"
+
+
+def server_for_recipe(recipe: Recipe, host: str = "127.0.0.1", port: int | None = None,
+                      start_timeout_s: float = 600.0, model_path: str | None = None) -> LocalServer:
+    """A LocalServer (not started yet) for a recipe; prepares its model folder first."""
+    from ..techniques import prepare_artifacts
+
+    artifacts = prepare_artifacts(recipe, model_path=model_path)
+    port = port or free_port(host)
+    cmd = build_server_command(recipe, artifacts.model_path, host, port, draft_path=artifacts.draft_path,
+                               compile_cache_dir=artifacts.compile_cache_dir, platform=engine_platform())
+    log = run_dir(recipe.name) / "server.log"
+    return LocalServer(cmd, host, port, log, start_timeout_s=start_timeout_s)

