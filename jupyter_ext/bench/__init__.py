@@ -86,7 +86,7 @@ def run_benchmark(recipe: Recipe | str | None = None, *, url: str | None = None,
 
     srv = server_for_recipe(recipe, start_timeout_s=defaults.DEFAULT_START_TIMEOUT_S)
     with srv.start():
-        info = {**srv.command.to_dict(), "ready_after_s": srv.ready_after_s, "log": str(srv.log_path)}
+        info = {**srv.command.to_dict(), "pid": srv.pid, "ready_after_s": srv.ready_after_s, "log": str(srv.log_path)}
         return run(srv.base_url, srv.command.served_model_name, _model_arg(srv.command.argv), info, srv.alive)
 
 

@@ -1,0 +1,1 @@
+"""Autoscaling for SageMaker endpoints: policies to attach and a fleet simulation to try them first."""

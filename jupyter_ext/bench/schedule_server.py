@@ -1,0 +1,91 @@
+"""A fake OpenAI-compatible server that streams tokens on a known schedule.
+
+Used to measure the harness itself: every request gets its first token `ttft_ms` after the
+server read it and one token every `itl_ms` after that, each sent at an absolute deadline
+(no drift from accumulated sleeps). A client's TTFT/ITL error is then its measured value
+minus the schedule. It can also fail requests (`--fail-every N`) or exit abruptly after N
+requests (`--die-after N`) to test how a sweep handles failures.
+
+    python -m jupyter_ext.bench.schedule_server --port 8123 --ttft-ms 50 --itl-ms 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import time
+
+
+def _chunk(i: int, chat: bool, model: str) -> bytes:
+    choice = {"index": 0, "delta": {"content": f" t{i}"}} if chat else {"index": 0, "text": f" t{i}"}
+    return b"data: " + json.dumps({"object": "chunk", "model": model, "choices": [choice]}).encode() + b"\n\n"
+
+
+def make_app(ttft_ms: float, itl_ms: float, fail_every: int = 0, die_after: int = 0, model: str = "schedule"):
+    from aiohttp import web
+
+    state = {"n": 0, "late_s": []}
+
+    async def completions(request: web.Request) -> web.StreamResponse:
+        t0 = time.perf_counter()
+        body = await request.json()
+        state["n"] += 1
+        n = state["n"]
+        if die_after and n > die_after:
+            os._exit(3)  # an abrupt crash, as a dying engine would
+        if fail_every and n % fail_every == 0:
+            return web.json_response({"error": {"message": "injected failure"}}, status=500)
+        chat = request.path.endswith("chat/completions")
+        max_tokens = int(body.get("max_tokens", 16))
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        for i in range(max_tokens):
+            due = t0 + ttft_ms / 1e3 + i * itl_ms / 1e3
+            await asyncio.sleep(max(0.0, due - time.perf_counter()))
+            state["late_s"].append(time.perf_counter() - due)
+            await resp.write(_chunk(i, chat, model))
+        usage = {"prompt_tokens": 10, "completion_tokens": max_tokens, "total_tokens": 10 + max_tokens}
+        await resp.write(b"data: " + json.dumps({"choices": [], "usage": usage}).encode() + b"\n\n")
+        await resp.write(b"data: [DONE]\n\n")
+        return resp
+
+    async def models(_request: web.Request) -> web.Response:
+        return web.json_response({"object": "list", "data": [{"id": model, "object": "model"}]})
+
+    async def health(_request: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    async def lateness(_request: web.Request) -> web.Response:
+        """How late the server itself sent tokens (its own error, to subtract from the client's)."""
+        late = sorted(state["late_s"])
+        p = (lambda q: late[min(len(late) - 1, int(q * len(late)))] if late else 0.0)
+        return web.json_response({"count": len(late), "p50_s": p(0.5), "p99_s": p(0.99), "max_s": late[-1] if late else 0})
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", completions)
+    app.router.add_post("/v1/completions", completions)
+    app.router.add_get("/v1/models", models)
+    app.router.add_get("/health", health)
+    app.router.add_get("/lateness", lateness)
+    return app
+
+
+def main() -> None:
+    from aiohttp import web
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--port", type=int, required=True)
+    ap.add_argument("--ttft-ms", type=float, default=50.0)
+    ap.add_argument("--itl-ms", type=float, default=10.0)
+    ap.add_argument("--fail-every", type=int, default=0)
+    ap.add_argument("--die-after", type=int, default=0)
+    a = ap.parse_args()
+    web.run_app(make_app(a.ttft_ms, a.itl_ms, a.fail_every, a.die_after), host=a.host, port=a.port,
+                print=None, access_log=None, backlog=4096)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,95 @@
+"""The streaming client and sweeps against fake servers with a known token schedule."""
+
+import json
+import threading
+
+import pytest
+
+from jupyter_ext.bench import BenchResult, Comparison, run_benchmark
+from jupyter_ext.errors import BenchError
+
+
+def bench(url, tmp_path, **kw):
+    kw.setdefault("concurrency", [1, 4])
+    kw.setdefault("num_prompts", 8)
+    kw.setdefault("max_tokens", 20)
+    kw.setdefault("warmup", 0)
+    return run_benchmark(url=url, results_dir=tmp_path, progress=False, input_scale=0.1, **kw)
+
+
+def test_ttft_and_itl_match_the_schedule(schedule_server_factory, tmp_path):
+    srv = schedule_server_factory(ttft_ms=80, itl_ms=15)
+    r = bench(srv.base_url, tmp_path)
+    assert r.status == "complete" and r.concurrencies == [1, 4]
+    for lv in r.levels:
+        m = lv.metrics
+        assert m.completed == 8 and m.failed == 0
+        assert m.output_tokens == 8 * 20 and m.usage_from_server
+        # loopback + parsing add well under 10 ms here; the schedule is 80 ms and 15 ms
+        assert 0.080 <= m.ttft.p50 < 0.095, m.ttft
+        assert 0.013 <= m.itl.p50 < 0.020, m.itl
+        assert m.tpot.p50 == pytest.approx(0.015, abs=0.003)
+        # E2E = TTFT + 19 gaps of 15 ms = 365 ms
+        assert m.e2el.p50 == pytest.approx(0.365, abs=0.02)
+    # concurrency 4 runs 8 requests in two waves: throughput ~4x concurrency 1's
+    ratio = r.level(4).metrics.output_throughput / r.level(1).metrics.output_throughput
+    assert 3.0 < ratio < 4.5
+
+
+def test_results_round_trip_and_compare(schedule_server_factory, tmp_path):
+    fast = bench(schedule_server_factory(ttft_ms=20, itl_ms=5).base_url, tmp_path, name="fast")
+    slow = bench(schedule_server_factory(ttft_ms=20, itl_ms=10).base_url, tmp_path, name="slow")
+    loaded = BenchResult.load(fast.path)
+    assert loaded.to_dict() == fast.to_dict()
+    c = Comparison.of(fast, slow)
+    assert c.ratio("out tok/s", 1) == pytest.approx(2.0, rel=0.25)
+    assert c.ratio("blended $/1M", 1) == pytest.approx(0.5, rel=0.25)
+    assert "<table>" in fast._repr_html_() and "blended $/1M" in str(fast)
+
+
+def test_failed_requests_are_counted(schedule_server_factory, tmp_path):
+    srv = schedule_server_factory(ttft_ms=5, itl_ms=1, fail_every=4)
+    r = bench(srv.base_url, tmp_path, concurrency=[2])
+    m = r.level(2).metrics
+    assert (m.completed, m.failed) == (6, 2)
+    assert all("HTTP 500" in s.error for s in r.level(2).samples if not s.ok)
+
+
+def test_server_dying_mid_sweep_keeps_finished_levels(schedule_server_factory, tmp_path):
+    srv = schedule_server_factory(ttft_ms=5, itl_ms=1, die_after=8)
+    r = run_benchmark(url=srv.base_url, results_dir=tmp_path, progress=False, concurrency=[1, 2, 4],
+                      num_prompts=8, max_tokens=5, warmup=0, input_scale=0.1)
+    assert r.level(1).metrics.completed == 8
+    assert r.level(2).metrics.failed == 8  # connection refused once the process is gone
+    saved = json.loads(open(r.path).read())
+    assert saved["status"] == r.status and len(saved["levels"]) == 3
+
+
+def test_stop_event_keeps_finished_levels(schedule_server_factory, tmp_path):
+    srv = schedule_server_factory(ttft_ms=5, itl_ms=2)
+    stop = threading.Event()
+    r = bench(srv.base_url, tmp_path, concurrency=[1, 2, 4], stop=stop,
+              on_level=lambda lv: stop.set() if lv.concurrency == 1 else None)
+    assert r.status == "interrupted" and r.concurrencies == [1]
+    assert BenchResult.load(r.path).concurrencies == [1]
+
+
+def test_request_rate_mode_records_queue_time(schedule_server_factory, tmp_path):
+    srv = schedule_server_factory(ttft_ms=50, itl_ms=10)
+    # 40 req/s offered to one slot whose requests take ~0.24 s: requests must wait
+    r = bench(srv.base_url, tmp_path, concurrency=[1], num_prompts=6, request_rate=40.0, seed=1)
+    q = r.level(1).metrics.queue
+    assert q.max > 0.2 and r.level(1).request_rate == 40.0
+
+
+@pytest.mark.parametrize("kw, words", [
+    ({"concurrency": []}, "at least one"),
+    ({"concurrency": [0]}, ">= 1"),
+    ({"num_prompts": 0}, ">= 1"),
+    ({"request_rate": -1.0}, "> 0"),
+    ({"discount": 1.5}, "discount"),
+])
+def test_bad_sweep_settings(kw, words, tmp_path):
+    with pytest.raises(BenchError, match=words):
+        run_benchmark(url="http://127.0.0.1:9", model="m", results_dir=tmp_path, progress=False, **kw)
+    assert not list(tmp_path.iterdir())  # nothing written on bad input

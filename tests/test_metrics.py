@@ -1,0 +1,60 @@
+"""Metrics on synthetic timings, checked against values computed by hand."""
+
+import math
+
+import pytest
+
+from jupyter_ext.bench.metrics import Percentiles, RequestSample, compute_metrics, percentile
+
+
+def sample(i, chunks, out_tokens, in_tokens=100, ok=True, queue=0.0):
+    return RequestSample(prompt_index=i, ok=ok, queue_s=queue, ttft_s=chunks[0] if ok else None,
+                         e2el_s=chunks[-1] if ok else None, chunk_times_s=chunks,
+                         input_tokens=in_tokens, output_tokens=out_tokens, usage_from_server=True)
+
+
+def test_percentile_interpolates_like_numpy_linear():
+    v = [1.0, 2.0, 3.0, 4.0]
+    # position (n-1)*q = 3*0.5 = 1.5 -> 2 + 0.5*(3-2) = 2.5
+    assert percentile(v, 50) == 2.5
+    # 3*0.9 = 2.7 -> 3 + 0.7*(4-3) = 3.7
+    assert percentile(v, 90) == pytest.approx(3.7)
+    assert percentile([7.0], 99) == 7.0
+
+
+def test_level_metrics_by_hand():
+    # request A: chunks at 0.1, 0.3, 0.6 s, 3 tokens -> TTFT 0.1, ITLs 0.2 and 0.3, E2E 0.6,
+    #            TPOT = (0.6 - 0.1) / (3 - 1) = 0.25
+    # request B: chunks at 0.2, 0.4, 5 tokens (two tokens in one chunk) -> TTFT 0.2, ITL 0.2,
+    #            E2E 0.4, TPOT = (0.4 - 0.2) / 4 = 0.05
+    # request C failed.
+    a = sample(0, [0.1, 0.3, 0.6], 3, in_tokens=100)
+    b = sample(1, [0.2, 0.4], 5, in_tokens=50, queue=0.5)
+    c = RequestSample(prompt_index=2, ok=False, error="HTTP 500")
+    m = compute_metrics([a, b, c], duration_s=2.0)
+    assert (m.completed, m.failed) == (2, 1)
+    assert m.output_tokens == 8 and m.input_tokens == 150
+    assert m.output_throughput == pytest.approx(8 / 2.0)
+    assert m.total_token_throughput == pytest.approx(158 / 2.0)
+    assert m.request_throughput == pytest.approx(1.0)
+    assert m.ttft.mean == pytest.approx(0.15) and m.ttft.p50 == pytest.approx(0.15)
+    assert sorted([0.2, 0.3, 0.2]) == pytest.approx(sorted(a.itls_s + b.itls_s))
+    assert m.itl.p50 == pytest.approx(0.2) and m.itl.max == pytest.approx(0.3)
+    assert a.tpot_s == pytest.approx(0.25) and b.tpot_s == pytest.approx(0.05)
+    assert m.tpot.mean == pytest.approx(0.15)
+    assert m.e2el.p50 == pytest.approx(0.5)
+    # queue time covers every request, failed ones included: [0, 0.5, 0] -> mean 1/6
+    assert m.queue.mean == pytest.approx(0.5 / 3)
+    assert m.mean_output_tokens == 4.0 and m.usage_from_server
+
+
+def test_single_token_requests_have_no_tpot_and_empty_levels_are_nan():
+    one = sample(0, [0.1], 1)
+    assert one.tpot_s is None
+    m = compute_metrics([RequestSample(prompt_index=0, ok=False)], duration_s=1.0)
+    assert m.completed == 0 and math.isnan(m.ttft.p50) and m.ttft.count == 0
+
+
+def test_percentiles_round_trip():
+    p = Percentiles.of([0.3, 0.1, 0.2])
+    assert Percentiles(**p.to_dict()) == p and p.min == 0.1 and p.max == 0.3
