@@ -1,0 +1,257 @@
+"""What SageMaker and its LMI (vLLM) container are told, and the checks made before telling them.
+
+What the container is told comes from the recipe, one environment variable per setting, so
+that the endpoint runs the same vLLM configuration the recipe was benchmarked with locally.
+Inputs SageMaker would refuse only after minutes of provisioning (a malformed role ARN, an
+unaccepted licence, an AWQ stack without its checkpoint) are refused here at once.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from typing import Any
+
+from ..errors import DeployError, UnknownModelError
+from ..recipes import DraftModelSpeculation, NgramSpeculation, Recipe
+from .aws import ApiRequest
+
+# DJL LMI (vLLM) image. Source: deepjavalibrary/djl-serving serving/docs/lmi/release_notes.md
+# (LMI V17 = DJL Serving 0.35.0, vLLM 0.11.1, CUDA 12.8) and the sagemaker-python-sdk table
+# src/sagemaker/image_uri_config/djl-lmi.json for the account of each region. Taken 2026-11-22.
+LMI_REPOSITORY = "djl-inference"
+LMI_TAG = "0.35.0-lmi17.0.0-cu128"
+LMI_TABLE_SOURCE = ("djl-serving LMI release notes (V17) + sagemaker-python-sdk "
+                    "image_uri_config/djl-lmi.json, taken 2026-11-22")
+_DLC_ACCOUNT_DEFAULT = "763104351884"
+LMI_ACCOUNTS: dict[str, str] = {
+    **{r: _DLC_ACCOUNT_DEFAULT for r in (
+        "us-east-1", "us-east-2", "us-west-1", "us-west-2", "ca-central-1", "sa-east-1",
+        "eu-central-1", "eu-north-1", "eu-west-1", "eu-west-2", "eu-west-3",
+        "ap-northeast-1", "ap-northeast-2", "ap-south-1", "ap-southeast-1", "ap-southeast-2")},
+    "af-south-1": "626614931356", "ap-east-1": "871362719292", "ap-northeast-3": "364406365360",
+    "ap-southeast-3": "907027046896", "ca-west-1": "204538143572", "eu-south-1": "692866216735",
+    "il-central-1": "780543022126", "me-central-1": "914824155844", "me-south-1": "217643126080",
+    "cn-north-1": "727897471807", "cn-northwest-1": "727897471807",
+    "us-gov-east-1": "446045086412", "us-gov-west-1": "442386744353",
+}
+
+ROUTING_STRATEGIES = ("LEAST_OUTSTANDING_REQUESTS", "RANDOM")
+NAME_RE = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
+ROLE_ARN_RE = re.compile(r"^arn:aws[a-z\-]*:iam::\d{12}:role/?[a-zA-Z_0-9+=,.@\-_/]+$")
+# Where SageMaker mounts an AdditionalModelDataSources channel inside the container.
+DRAFT_CHANNEL = "draft_model"
+DRAFT_MOUNT = f"/opt/ml/additional-model-data-sources/{DRAFT_CHANNEL}"
+# LMI's advice for LLMs: allow long weight downloads and a long first health check.
+STARTUP_TIMEOUT_S = 900
+_LMI_DTYPE = {"float16": "fp16", "bfloat16": "bf16", "float32": "fp32"}
+
+
+def lmi_image_uri(region: str, tag: str = LMI_TAG) -> str:
+    """The LMI image for `region`; pass image_uri to plan_deployment for another one."""
+    account = LMI_ACCOUNTS.get(region)
+    if account is None:
+        raise DeployError(f"no LMI image is known for region {region!r} (known: "
+                          f"{', '.join(sorted(LMI_ACCOUNTS))}); pass image_uri=... explicitly")
+    domain = "amazonaws.com.cn" if region.startswith("cn-") else "amazonaws.com"
+    return f"{account}.dkr.ecr.{region}.{domain}/{LMI_REPOSITORY}:{tag}"
+
+
+def s3_data_source(uri: str, accept_eula: bool = False) -> dict[str, Any]:
+    """An uncompressed S3 prefix (the form LMI loads fastest: no tarball to unpack)."""
+    if not uri.startswith("s3://"):
+        raise DeployError(f"model data must be an s3:// prefix, got {uri!r}")
+    src: dict[str, Any] = {"S3Uri": uri.rstrip("/") + "/", "S3DataType": "S3Prefix", "CompressionType": "None"}
+    if accept_eula:
+        src["ModelAccessConfig"] = {"AcceptEula": True}
+    return src
+
+
+def speculative_config(recipe: Recipe, draft_model_s3: str | None, draft_hf_id: str | None) -> dict[str, Any] | None:
+    """vLLM V1's --speculative-config, as LMI passes OPTION_SPECULATIVE_CONFIG through."""
+    spec = recipe.speculative
+    if spec is None:
+        return None
+    if isinstance(spec, NgramSpeculation):
+        return {"method": "ngram", "num_speculative_tokens": spec.num_tokens,
+                "prompt_lookup_min": spec.prompt_lookup_min, "prompt_lookup_max": spec.prompt_lookup_max}
+    assert isinstance(spec, DraftModelSpeculation)
+    if draft_model_s3:
+        model = DRAFT_MOUNT
+    elif draft_hf_id:
+        model = draft_hf_id  # vLLM downloads it from the Hub at start
+    else:
+        raise DeployError(
+            f"the draft model {spec.model!r} is not on S3 or the Hugging Face Hub, so the endpoint "
+            "cannot load it: upload its folder to S3 and pass draft_model_s3='s3://bucket/prefix/'")
+    return {"method": "draft_model", "model": model, "num_speculative_tokens": spec.num_tokens}
+
+
+def container_environment(recipe: Recipe, *, hf_id: str | None, model_data_s3: str | None,
+                          tensor_parallel: int | str, spec_config: dict[str, Any] | None) -> dict[str, str]:
+    """LMI environment variables for the recipe (all values strings, as SageMaker requires)."""
+    eng = recipe.engine
+    env: dict[str, str] = {"OPTION_ENGINE": "Python", "OPTION_ROLLING_BATCH": "vllm",
+                           "OPTION_TENSOR_PARALLEL_DEGREE": str(tensor_parallel)}
+    if model_data_s3 is None:
+        if not hf_id:
+            raise DeployError(f"model {recipe.model!r} has no Hugging Face id; pass model_data_s3='s3://...'")
+        env["HF_MODEL_ID"] = hf_id
+    # else: SageMaker puts the S3 prefix at /opt/ml/model, where LMI looks by default.
+    optional = {
+        "OPTION_MAX_MODEL_LEN": eng.max_model_len,
+        "OPTION_MAX_ROLLING_BATCH_SIZE": eng.max_num_seqs,
+        "OPTION_MAX_NUM_BATCHED_TOKENS": eng.max_num_batched_tokens,
+        "OPTION_GPU_MEMORY_UTILIZATION": eng.gpu_memory_utilization,
+        "OPTION_DTYPE": _LMI_DTYPE.get(eng.dtype),
+        "OPTION_QUANTIZE": recipe.quantize.method if recipe.quantize else None,
+    }
+    env.update({k: str(v) for k, v in optional.items() if v is not None})
+    if spec_config is not None:
+        env["OPTION_SPECULATIVE_CONFIG"] = json.dumps(spec_config, separators=(",", ":"))
+    # No compilation asked for = vLLM eager mode, exactly as the local baseline runs.
+    compiled = recipe.compile is not None and recipe.compile.enabled
+    env["OPTION_ENFORCE_EAGER"] = "false" if compiled and not eng.enforce_eager else "true"
+    env.update(_extra_args_env(eng.extra_args))
+    env.update({k: str(v) for k, v in eng.env.items() if not k.startswith("VLLM_CPU_")})
+    return env
+
+
+def _extra_args_env(args: list[str]) -> dict[str, str]:
+    """vLLM CLI flags as LMI options: `--max-num-batched-tokens 8192` -> OPTION_MAX_NUM_BATCHED_TOKENS."""
+    out: dict[str, str] = {}
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if not arg.startswith("--"):
+            raise DeployError(f"engine.extra_args: expected a --flag, got {arg!r}")
+        name, _, value = arg[2:].partition("=")
+        if not value:
+            has_value = i + 1 < len(args) and not args[i + 1].startswith("--")
+            value = args[i + 1] if has_value else "true"
+            i += 1 if has_value else 0
+        out["OPTION_" + name.replace("-", "_").upper()] = value
+        i += 1
+    return out
+
+
+# -- the SageMaker requests that carry all this ---------------------------------------
+def model_request(name: str, image: str, env: dict[str, str], role_arn: str, model_data_s3: str | None,
+                  draft_model_s3: str | None, accept_eula: bool, tags: list[dict[str, str]]) -> ApiRequest:
+    container: dict[str, Any] = {"Image": image, "Environment": env}
+    if model_data_s3:
+        container["ModelDataSource"] = {"S3DataSource": s3_data_source(model_data_s3, accept_eula)}
+    if draft_model_s3:
+        container["AdditionalModelDataSources"] = [
+            {"ChannelName": DRAFT_CHANNEL, "S3DataSource": s3_data_source(draft_model_s3, accept_eula)}]
+    return ApiRequest("sagemaker", "CreateModel", {
+        "ModelName": name, "ExecutionRoleArn": role_arn, "PrimaryContainer": container, "Tags": tags},
+        "the LMI container and the recipe's vLLM settings")
+
+
+def endpoint_config_request(names: dict[str, str], instance_type: str, count: int, routing: str,
+                             with_ic: bool, role_arn: str, tags: list[dict[str, str]]) -> ApiRequest:
+    variant: dict[str, Any] = {"VariantName": "AllTraffic", "InstanceType": instance_type,
+                               "InitialInstanceCount": count,
+                               "RoutingConfig": {"RoutingStrategy": routing}}
+    params: dict[str, Any] = {"EndpointConfigName": names["config"], "ProductionVariants": [variant], "Tags": tags}
+    if with_ic:
+        # Inference components carry the model; the endpoint only provides instances.
+        params["ExecutionRoleArn"] = role_arn
+    else:
+        variant["ModelName"] = names["model"]
+        variant["ModelDataDownloadTimeoutInSeconds"] = STARTUP_TIMEOUT_S
+        variant["ContainerStartupHealthCheckTimeoutInSeconds"] = STARTUP_TIMEOUT_S
+    return ApiRequest("sagemaker", "CreateEndpointConfig", params, f"{count} x {instance_type}, {routing} routing")
+
+
+def inference_component_request(names: dict[str, str], accelerators: int, min_memory_mb: int,
+                                 copies: int, tags: list[dict[str, str]]) -> ApiRequest:
+    return ApiRequest("sagemaker", "CreateInferenceComponent", {
+        "InferenceComponentName": names["ic"], "EndpointName": names["endpoint"], "VariantName": "AllTraffic",
+        "Specification": {
+            "ModelName": names["model"],
+            "StartupParameters": {"ModelDataDownloadTimeoutInSeconds": STARTUP_TIMEOUT_S,
+                                  "ContainerStartupHealthCheckTimeoutInSeconds": STARTUP_TIMEOUT_S},
+            "ComputeResourceRequirements": {"NumberOfAcceleratorDevicesRequired": accelerators,
+                                            "MinMemoryRequiredInMb": min_memory_mb}},
+        "RuntimeConfig": {"CopyCount": copies}, "Tags": tags},
+        "places the model on the endpoint (made once the endpoint is InService)")
+
+
+# -- checks: refuse now what SageMaker would refuse after minutes ----------------------
+def validate_inputs(recipe: Recipe, role_arn: str, instance_type: str | None, instance_count: int,
+                    routing: str, accept_eula: bool, model_data_s3: str | None, copy_count: int) -> tuple[Any, Any]:
+    """The catalog entries of the model and instance, or the named error for the first input
+    SageMaker would refuse (after minutes of provisioning, for some of them)."""
+    from ..catalog import get_instance, get_model  # late: the catalog reads data files
+
+    if not instance_type:
+        raise DeployError("no instance type: set instance_type in the recipe or pass "
+                          "instance_type='ml.g5.2xlarge' (any GPU type of the catalog)")
+    inst = get_instance(instance_type)  # UnknownInstanceError names the known types
+    kind = getattr(inst, "kind", "gpu")
+    if kind != "gpu":
+        raise DeployError(f"{instance_type} is a {kind} instance; the LMI vLLM container needs a GPU "
+                          "instance (ml.g5, ml.g6, ml.p4d, ml.p5)")
+    if not isinstance(role_arn, str) or not ROLE_ARN_RE.match(role_arn):
+        raise DeployError(f"role_arn {role_arn!r} is not an IAM role ARN; expected "
+                          "arn:aws:iam::<12-digit account>:role/<name> with SageMaker execution rights")
+    if instance_count < 1:
+        raise DeployError(f"instance_count must be at least 1, got {instance_count}")
+    if copy_count < 1:
+        raise DeployError(f"copy_count must be at least 1, got {copy_count}")
+    if routing not in ROUTING_STRATEGIES:
+        raise DeployError(f"routing {routing!r} is not one of {', '.join(ROUTING_STRATEGIES)}")
+    model_spec = get_model(recipe.model)
+    if getattr(model_spec, "eula_required", False) and not accept_eula:
+        licence = getattr(model_spec, "license", None) or "its licence"
+        raise DeployError(f"{recipe.model} is published under {licence}, which must be accepted "
+                          "before deploying: read it, then pass accept_eula=True (CLI and magic: --accept-eula)")
+    if recipe.quantize is not None and recipe.quantize.method == "awq" and not model_data_s3:
+        raise DeployError("AWQ needs a quantized checkpoint (LMI only quantizes fp8 at load time): make it "
+                          "with the toolkit's AWQ step, upload the folder to S3 and pass model_data_s3='s3://...'")
+    return model_spec, inst
+
+
+def resource_names(endpoint: str) -> dict[str, str]:
+    """Model, config and component names derived from the endpoint's, so undeploy can find them."""
+    if not NAME_RE.match(endpoint):
+        raise DeployError(f"endpoint name {endpoint!r} is invalid: use 1-63 letters, digits and "
+                          "hyphens, starting and ending with a letter or digit")
+    base = endpoint[:56].rstrip("-")
+    return {"endpoint": endpoint, "config": f"{base}-config", "model": f"{base}-model", "ic": f"{base}-ic"}
+
+
+def default_endpoint_name(recipe: Recipe) -> str:
+    """A new name per deploy (recipe + time): endpoint names must be unique in a region."""
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", recipe.name).strip("-")[:40].rstrip("-")
+    return f"jo-{slug}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def draft_hf_id(recipe: Recipe) -> str | None:
+    """The Hub id of a catalog draft model (the endpoint can download it); None otherwise."""
+    from ..catalog import get_model
+
+    spec = recipe.speculative
+    if spec is None or spec.method != "draft_model" or spec.model.startswith("self:"):
+        return None
+    try:
+        return get_model(spec.model).hf_id
+    except UnknownModelError:
+        return None
+
+
+def plan_warnings(recipe: Recipe, model_spec: Any, env: dict[str, str], model_data_s3: str | None,
+                  image_uri: str | None) -> list[str]:
+    """What will not fail the plan but may fail or mislead later."""
+    out = []
+    if getattr(model_spec, "eula_required", False) and not model_data_s3 and "HF_TOKEN" not in env:
+        out.append(f"{model_spec.hf_id} is gated on the Hugging Face Hub: put HF_TOKEN in the recipe's "
+                   "engine.env, or pass model_data_s3 with the weights on S3")
+    if recipe.speculative is not None:
+        out.append("check that speculation is active: benchmark the endpoint and look for an acceptance rate > 0")
+    if image_uri is None:
+        out.append(f"image from {LMI_TABLE_SOURCE}; pass image_uri to pin another")
+    return out

@@ -1,0 +1,176 @@
+"""Calling a deployed LMI endpoint: plain and streamed chat requests, and parsing the replies.
+
+The reply formats are the container's, not boto3's: a streamed reply arrives as PayloadPart
+byte chunks that carry Server-Sent Events lines (`data: {...}`) split at arbitrary places, so
+the parser keeps bytes until a whole line is there. `endpoint_stream_fn` is the seam the
+benchmark client uses to measure an endpoint with the same metrics as a local server.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Iterator
+
+from ..errors import DeployError
+from .aws import as_clients
+
+
+def chat_body(prompt: str, max_tokens: int, stream: bool, **extra: Any) -> dict[str, Any]:
+    """An OpenAI chat-completions body, the schema LMI's vLLM handler accepts on /invocations."""
+    body: dict[str, Any] = {"messages": [{"role": "user", "content": prompt}],
+                            "max_tokens": max_tokens, "stream": stream}
+    body.update(extra)
+    return body
+
+
+def text_of(payload: Any) -> str:
+    """The generated text in one reply or one streamed chunk, whichever schema it uses."""
+    if isinstance(payload, str):
+        return payload
+    if not isinstance(payload, dict):
+        return ""
+    choices = payload.get("choices") or []
+    if choices:
+        c = choices[0]
+        part = c.get("delta") or c.get("message") or {}
+        return part.get("content") or c.get("text") or ""
+    if isinstance(payload.get("token"), dict):  # LMI's own streaming schema
+        return payload["token"].get("text") or ""
+    return payload.get("generated_text") or ""
+
+
+class SSEParser:
+    """Turns PayloadPart byte chunks into JSON events.
+
+    A chunk may end in the middle of a line (or of a UTF-8 character), so bytes are kept
+    until a newline arrives. Lines are `data: {...}` (Server-Sent Events) or bare JSON lines;
+    `data: [DONE]` ends the stream; blank lines and SSE comments are skipped.
+    """
+
+    def __init__(self) -> None:
+        self._buf = b""
+        self.done = False
+
+    def feed(self, chunk: bytes) -> list[dict[str, Any]]:
+        self._buf += chunk
+        *lines, self._buf = self._buf.split(b"\n")
+        return [e for e in (self._parse(line) for line in lines) if e is not None]
+
+    def close(self) -> list[dict[str, Any]]:
+        rest, self._buf = self._buf, b""
+        event = self._parse(rest)
+        return [event] if event is not None else []
+
+    def _parse(self, raw: bytes) -> dict[str, Any] | None:
+        line = raw.decode("utf-8").strip()
+        if line.startswith("data:"):
+            line = line[5:].strip()
+        if not line or line.startswith(":") or line.startswith(("event:", "id:", "retry:")):
+            return None
+        if line == "[DONE]":
+            self.done = True
+            return None
+        try:
+            event = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise DeployError(f"the endpoint streamed a line that is not JSON: {line[:200]!r}") from err
+        return event if isinstance(event, dict) else {"value": event}
+
+
+def iter_stream_events(events: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """JSON events of an InvokeEndpointWithResponseStream body (its EventStream of PayloadParts)."""
+    parser = SSEParser()
+    for event in events:
+        if "PayloadPart" in event:
+            yield from parser.feed(event["PayloadPart"].get("Bytes", b""))
+        for kind in ("ModelStreamError", "InternalStreamFailure"):
+            if kind in event:
+                detail = event[kind]
+                raise DeployError(f"the endpoint's stream failed ({kind}): "
+                                  f"{detail.get('Message', detail)}")
+    yield from parser.close()
+
+
+def iter_stream_text(events: Iterable[dict[str, Any]]) -> Iterator[str]:
+    """Only the generated text of a stream, chunk by chunk (empty chunks skipped)."""
+    for event in iter_stream_events(events):
+        text = text_of(event)
+        if text:
+            yield text
+
+
+@dataclass
+class InvocationResult:
+    """One non-streamed reply: the text, the server's token usage if it sent one, the raw body."""
+
+    endpoint_name: str
+    text: str
+    latency_s: float
+    usage: dict[str, Any] | None
+    raw: Any
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+    def __str__(self) -> str:
+        return self.text
+
+    def _repr_html_(self) -> str:
+        meta = f"{self.latency_s:.2f} s" + (f", usage {self.usage}" if self.usage else "")
+        return f"<pre>{html.escape(self.text)}</pre><small>{html.escape(self.endpoint_name)}: {html.escape(meta)}</small>"
+
+
+def invoke(endpoint_name: str, prompt: str, max_tokens: int = 256, stream: bool = False,
+           session: Any = None, region: str | None = None, endpoint_url: str | None = None,
+           inference_component: str | None = None, **body: Any) -> "InvocationResult | Iterator[str]":
+    """Send one chat prompt. Without stream: InvokeEndpoint, returns an InvocationResult.
+    With stream: InvokeEndpointWithResponseStream, returns an iterator of text chunks."""
+    if stream:
+        send = endpoint_stream_fn(endpoint_name, session, region, endpoint_url, inference_component)
+        return (text for text in (text_of(e) for e in send(chat_body(prompt, max_tokens, True, **body))) if text)
+    clients = as_clients(session, region, endpoint_url)
+    start = time.perf_counter()
+    resp = clients.call("sagemaker-runtime", "InvokeEndpoint", EndpointName=endpoint_name,
+                        Body=json.dumps(chat_body(prompt, max_tokens, False, **body)),
+                        ContentType="application/json", Accept="application/json",
+                        **_component(inference_component))
+    raw_bytes = resp["Body"].read()
+    latency = time.perf_counter() - start
+    try:
+        raw: Any = json.loads(raw_bytes)
+    except ValueError:
+        raw = raw_bytes.decode("utf-8", errors="replace")
+    usage = raw.get("usage") if isinstance(raw, dict) else None
+    return InvocationResult(endpoint_name, text_of(raw), latency, usage, raw)
+
+
+def endpoint_stream_fn(endpoint_name: str, session: Any = None, region: str | None = None,
+                       endpoint_url: str | None = None,
+                       inference_component: str | None = None) -> Callable[[dict[str, Any]], Iterator[dict[str, Any]]]:
+    """A function for benchmark clients: `send(body)` posts an OpenAI-style chat body with
+    InvokeEndpointWithResponseStream and yields each streamed JSON chunk (its `choices` delta,
+    and `usage` when the server sends it) as soon as it arrives.
+
+    `send` makes the request at once (so errors surface there) and returns a blocking
+    iterator: boto3 is synchronous, so an async benchmark runs each `send` and its iteration
+    on a worker thread and timestamps chunks as it receives them. One client is shared by all
+    threads (boto3 allows it); its pool holds 64 connections (aws.DEFAULT_POOL), so more concurrent
+    requests than that wait for a connection: pass AwsClients(max_pool_connections=N) beyond it.
+    """
+    clients = as_clients(session, region, endpoint_url)
+    clients.get("sagemaker-runtime")  # create it now, not concurrently in worker threads
+
+    def send(body: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        resp = clients.call("sagemaker-runtime", "InvokeEndpointWithResponseStream",
+                            EndpointName=endpoint_name, Body=json.dumps({**body, "stream": True}),
+                            ContentType="application/json", **_component(inference_component))
+        return iter_stream_events(resp["Body"])
+
+    return send
+
+
+def _component(name: str | None) -> dict[str, str]:
+    return {"InferenceComponentName": name} if name else {}
