@@ -74,6 +74,10 @@ def run_benchmark(recipe: Recipe | str | None = None, *, url: str | None = None,
         endpoint = Endpoint(base_url, served, api=api)
         result = BenchResult(name=name, recipe=recipe.to_dict() if recipe else None, endpoint=endpoint.to_dict(),
                              workload=workload.summary(), server=server_info, instance=instance, discount=discount)
+        if recipe is not None and recipe.engine.weights == "dummy":
+            from ..engine.dummy_model import DUMMY_NOTE
+
+            result.notes.append(DUMMY_NOTE)
         return runner(endpoint, workload, spec, result, save_path=str(save_path), progress=progress,
                       server_alive=alive, on_level=on_level, stop=stop)
 

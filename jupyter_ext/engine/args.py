@@ -119,7 +119,7 @@ def build_server_command(recipe: Recipe, model_path: str, host: str, port: int,
     if compiled and compile_cache_dir:
         argv += ["--compilation-config", json.dumps({"cache_dir": compile_cache_dir})]
     if e.weights == "dummy":
-        argv += ["--load-format", "dummy", "--skip-tokenizer-init"]
+        argv += ["--load-format", "dummy"]  # the dummy folder ships a word-level tokenizer
     if recipe.quantize is not None and recipe.quantize.method == "fp8":
         argv += ["--quantization", "fp8"]
     spec = _speculative_config(recipe, draft_path)
