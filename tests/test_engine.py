@@ -84,7 +84,8 @@ def test_cli_main_job_writes_table_json_and_chart(tmp_path):
 
 
 @pytest.mark.vllm
-def test_ctrl_c_stops_the_server_and_keeps_finished_levels(tmp_path):
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_ctrl_c_stops_the_server_and_keeps_finished_levels(tmp_path, sig, code):
     p = _cli("bench", "baseline", "--concurrency", "1,8", "--prompts", "1", "--max-tokens", "200",
              "--input-scale", "0.1", "--results-dir", str(tmp_path), "--no-chart")
 
@@ -99,9 +100,9 @@ def test_ctrl_c_stops_the_server_and_keeps_finished_levels(tmp_path):
         return None
 
     d = wait_until(one_level_saved, 600, "the first level to be saved", interval_s=0.5)
-    p.send_signal(signal.SIGINT)
+    p.send_signal(sig)
     out, _ = p.communicate(timeout=120)
-    assert p.returncode == 130, out
+    assert p.returncode == code, out
     saved = json.loads(next(tmp_path.glob("baseline-*.json")).read_text())
     assert saved["status"] == "interrupted" and [lv["concurrency"] for lv in saved["levels"]] == [1]
     wait_until(lambda: not Path(f"/proc/{d['server']['pid']}").exists(), 30, "the server to exit")

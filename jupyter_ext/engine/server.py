@@ -14,6 +14,7 @@ import os
 import signal
 import socket
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -77,6 +78,7 @@ class LocalServer:
 
     def start(self, on_wait: Callable[[float], None] | None = None) -> "LocalServer":
         """Launch the server and block until /health answers, or raise EngineStartError."""
+        _exit_cleanly_on_sigterm()
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, **self.command.env}
         log = open(self.log_path, "ab")
@@ -146,6 +148,20 @@ def _signal_group(pid: int, sig: int) -> None:
         os.killpg(pid, sig)  # the group id is the server's own pid (start_new_session)
     except (ProcessLookupError, PermissionError):
         pass
+
+
+def _exit_cleanly_on_sigterm() -> None:
+    """Make SIGTERM raise SystemExit in the main thread, so `with` blocks and atexit stop our
+    servers. Python's default for SIGTERM ends the process at once and would orphan them.
+    A handler someone else installed (a notebook kernel's, say) is left alone."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _raise_system_exit)
+
+
+def _raise_system_exit(signum: int, _frame) -> None:
+    raise SystemExit(128 + signum)
 
 
 @atexit.register
