@@ -130,6 +130,11 @@ class LocalServer:
         # Workers left behind by a crashed parent are in the same group.
         _signal_group(proc.pid, signal.SIGKILL)
 
+    def detach(self) -> None:
+        """Leave the server running after this process exits (a deployed local endpoint)."""
+        if self.process is not None:
+            _RUNNING.pop(self.process.pid, None)
+
     def __enter__(self) -> "LocalServer":
         if self.process is None:
             self.start()

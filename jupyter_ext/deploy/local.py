@@ -1,0 +1,173 @@
+"""Local endpoints: a vLLM server from a recipe that keeps running after this process ends.
+
+The server answers the SageMaker hosting contract (`GET /ping`, `POST /invocations`, with
+streaming) and the OpenAI API, so what runs here is what a SageMaker endpoint runs. Each
+endpoint has a small state file (name, pid, port, recipe, log) under the cache root, so it
+survives a kernel restart: `list_endpoints` finds it again and tells whether it is still
+alive, and `undeploy` stops it by its pid (after checking the pid is still that server).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+import signal
+import time
+import urllib.error
+import urllib.request
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from ..engine.model_files import cache_root
+from ..engine.server import http_ok, log_tail, server_for_recipe
+from ..errors import DeployError, EndpointNotFoundError
+from ..recipes import Recipe, atomic_write_text, load_recipe
+
+
+def state_dir() -> Path:
+    return cache_root() / "endpoints"
+
+
+@dataclass
+class LocalEndpoint:
+    """A deployed local endpoint, as its state file records it."""
+
+    name: str
+    pid: int
+    host: str
+    port: int
+    recipe: dict
+    log: str
+    started: str
+    status: str = "running"  # running | dead | starting
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def refresh(self) -> "LocalEndpoint":
+        """Re-check the process and /ping: a server that died is reported, not hidden."""
+        if not _is_our_server(self.pid, self.port):
+            self.status = "dead"
+        else:
+            self.status = "running" if http_ok(self.base_url + "/ping") else "starting"
+        return self
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "base_url": self.base_url}
+
+    def __str__(self) -> str:
+        s = f"{self.name}: {self.status} at {self.base_url} (pid {self.pid}, recipe {self.recipe.get('name')})"
+        if self.status == "dead":
+            s += f"\nthe server is gone; last lines of {self.log}:\n{log_tail(Path(self.log), 10)}"
+        return s
+
+    def _repr_html_(self) -> str:
+        return f"<pre>{html.escape(str(self))}</pre>"
+
+
+class EndpointTable(list):
+    """Local endpoints with their live status."""
+
+    def __str__(self) -> str:
+        return "\n".join(str(e) for e in self) if self else "(no local endpoints)"
+
+    def _repr_html_(self) -> str:
+        if not self:
+            return "<p>(no local endpoints)</p>"
+        rows = "".join(f"<tr><td>{html.escape(e.name)}</td><td>{e.status}</td><td>{e.base_url}</td><td>{e.pid}</td>"
+                       f"<td>{html.escape(str(e.recipe.get('name')))}</td></tr>" for e in self)
+        return ("<table><thead><tr><th>name</th><th>status</th><th>url</th><th>pid</th><th>recipe</th></tr></thead>"
+                f"<tbody>{rows}</tbody></table>")
+
+
+def _is_our_server(pid: int, port: int) -> bool:
+    """True when `pid` is alive and is still a vLLM server on `port` (pids get reused)."""
+    try:
+        cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return b"vllm.entrypoints.openai.api_server" in cmd and str(port).encode() in cmd
+
+
+def _state_path(name: str) -> Path:
+    return state_dir() / f"{name}.json"
+
+
+def deploy(recipe: Recipe | str, name: str | None = None, host: str = "127.0.0.1", port: int | None = None,
+           start_timeout_s: float = 900.0) -> LocalEndpoint:
+    """Start a server for the recipe, wait until it is healthy, and leave it running."""
+    recipe = load_recipe(recipe) if isinstance(recipe, (str, Path)) else recipe
+    name = name or recipe.name
+    existing = _state_path(name)
+    if existing.exists():
+        ep = _load(existing).refresh()
+        if ep.status != "dead":
+            raise DeployError(f"a local endpoint named {name!r} is already {ep.status} at {ep.base_url}; "
+                              f"undeploy it first (`jupyter-optimize undeploy {name}`) or pick another --name")
+    srv = server_for_recipe(recipe, host=host, port=port, start_timeout_s=start_timeout_s)
+    srv.start()
+    srv.detach()  # from here on the state file, not this process, owns the server
+    ep = LocalEndpoint(name=name, pid=srv.pid, host=host, port=srv.port, recipe=recipe.to_dict(),
+                       log=str(srv.log_path), started=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+    atomic_write_text(_state_path(name), json.dumps(ep.to_dict(), indent=1))
+    return ep
+
+
+def _load(path: Path) -> LocalEndpoint:
+    d = json.loads(path.read_text())
+    d.pop("base_url", None)
+    return LocalEndpoint(**d)
+
+
+def list_endpoints() -> EndpointTable:
+    """Every local endpoint with a state file, re-checked now."""
+    return EndpointTable(_load(p).refresh() for p in sorted(state_dir().glob("*.json")))
+
+
+def get_endpoint(name: str) -> LocalEndpoint:
+    p = _state_path(name)
+    if not p.exists():
+        known = ", ".join(e.name for e in list_endpoints()) or "none"
+        raise EndpointNotFoundError(f"no local endpoint named {name!r} (known: {known})")
+    return _load(p).refresh()
+
+
+def undeploy(name: str, grace_s: float = 20.0) -> LocalEndpoint:
+    """Stop the endpoint's server by its pid (whole process group) and forget it."""
+    ep = get_endpoint(name)
+    if ep.status != "dead":
+        os.killpg(ep.pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace_s
+        while _is_our_server(ep.pid, ep.port) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if _is_our_server(ep.pid, ep.port):
+            os.killpg(ep.pid, signal.SIGKILL)
+    _state_path(name).unlink(missing_ok=True)
+    ep.status = "stopped"
+    return ep
+
+
+def invoke(name: str, prompt: str, max_tokens: int = 64, stream: bool = False) -> str:
+    """Send one chat request through the SageMaker contract (`POST /invocations`)."""
+    ep = get_endpoint(name)
+    if ep.status != "running":
+        raise DeployError(f"local endpoint {name!r} is {ep.status}; see `jupyter-optimize endpoints`")
+    body = {"messages": [{"role": "user", "content": prompt}], "max_tokens": max_tokens, "stream": stream,
+            "temperature": 0}
+    req = urllib.request.Request(ep.base_url + "/invocations", data=json.dumps(body).encode(),
+                                 headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=300) as r:
+            raw = r.read().decode()
+    except urllib.error.HTTPError as e:
+        raise DeployError(f"/invocations answered HTTP {e.code}: {e.read().decode()[:300]}") from None
+    if not stream:
+        return json.loads(raw)["choices"][0]["message"]["content"]
+    parts = []
+    for line in raw.splitlines():
+        if line.startswith("data:") and line.strip() != "data: [DONE]":
+            choices = json.loads(line[5:]).get("choices") or [{}]
+            parts.append(choices[0].get("delta", {}).get("content") or "")
+    return "".join(parts)
