@@ -74,6 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("chart", help="draw saved results as a PNG")
     p.add_argument("results", nargs="+")
     p.add_argument("-o", "--output", default="results/chart.png")
+    from .cli_deploy import add_deploy_verbs
+
+    add_deploy_verbs(sub)
     p = sub.add_parser("serve", help="start a local vLLM server for a recipe until Ctrl-C")
     p.add_argument("recipe")
     p.add_argument("--host", default="127.0.0.1")
@@ -193,6 +196,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             charts.dashboard([BenchResult.load(p) for p in args.results], args.output)
             print(f"chart: {args.output}")
+            return 0
+        from .cli_deploy import DEPLOY_VERBS
+
+        if args.verb in DEPLOY_VERBS:
+            print(DEPLOY_VERBS[args.verb](args))
             return 0
         out = _price(args) if args.verb == "price" else _simple(args)
         print(out)
