@@ -29,6 +29,8 @@ def add_bench_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--baseline", help="also benchmark this recipe and compare (ratios)")
     p.add_argument("--url", help="benchmark a running OpenAI-compatible endpoint instead of starting one")
     p.add_argument("--model", help="model name served at --url (default: read from /v1/models)")
+    p.add_argument("--sagemaker-endpoint", help="benchmark this SageMaker endpoint (SigV4, streaming)")
+    p.add_argument("--region", help="AWS region of --sagemaker-endpoint")
     p.add_argument("--concurrency", type=parse_int_list, default=list(defaults.DEFAULT_CONCURRENCY),
                    help="concurrency levels, e.g. 1,2,4,8")
     p.add_argument("--prompts", type=int, default=None, help="requests per level (default 2 x concurrency, >= 4)")
@@ -88,8 +90,13 @@ def _bench(args) -> int:
     from . import charts
     from .bench import run_benchmark
 
-    if args.recipe is None and args.url is None:
-        raise OptimizeError("bench needs a recipe (e.g. recipes/baseline.yaml) or --url")
+    if args.recipe is None and args.url is None and args.sagemaker_endpoint is None:
+        raise OptimizeError("bench needs a recipe (e.g. recipes/baseline.yaml), --url or --sagemaker-endpoint")
+    endpoint = None
+    if args.sagemaker_endpoint:
+        from .bench.sagemaker_stream import sagemaker_endpoint
+
+        endpoint = sagemaker_endpoint(args.sagemaker_endpoint, region=args.region)
     kw = dict(concurrency=args.concurrency, num_prompts=args.prompts, max_tokens=args.max_tokens,
               input_scale=args.input_scale, request_rate=args.rate, warmup=args.warmup, instance=args.instance,
               discount=args.discount, results_dir=args.results_dir, api=args.api)
@@ -97,7 +104,7 @@ def _bench(args) -> int:
     try:
         if args.baseline:
             results.append(run_benchmark(args.baseline, **kw))
-        results.append(run_benchmark(args.recipe, url=args.url, model=args.model, **kw))
+        results.append(run_benchmark(args.recipe, url=args.url, model=args.model, endpoint=endpoint, **kw))
     except KeyboardInterrupt:
         print("\ninterrupted: the server was stopped; finished levels are saved in "
               f"{args.results_dir or defaults.results_dir()}/", file=sys.stderr)

@@ -48,13 +48,15 @@ def run_benchmark(recipe: Recipe | str | None = None, *, url: str | None = None,
                   request_rate: float | None = None, warmup: int | None = None,
                   instance: str = defaults.DEFAULT_INSTANCE, discount: float = 0.0,
                   results_dir: str | Path | None = None, name: str | None = None, api: str = "chat",
-                  server=None, progress: bool = True, stop: threading.Event | None = None,
+                  server=None, endpoint: Endpoint | None = None, progress: bool = True,
+                  stop: threading.Event | None = None,
                   on_level: Callable[[LevelResult], None] | None = None, seed: int = 0) -> BenchResult:
     """Benchmark a recipe on a local vLLM server it starts (and always stops), an already
-    running `server` (engine.LocalServer), or any OpenAI-compatible `url`."""
+    running `server` (engine.LocalServer), any OpenAI-compatible `url`, or an `endpoint`
+    (e.g. bench.sagemaker_stream.sagemaker_endpoint(...) for a SageMaker endpoint)."""
     from ..catalog import get_instance
 
-    if recipe is None and url is None and server is None:
+    if recipe is None and url is None and server is None and endpoint is None:
         raise BenchError("give a recipe (e.g. recipes/baseline.yaml) or an endpoint URL to benchmark")
     if isinstance(recipe, (str, Path)):
         recipe = load_recipe(recipe)
@@ -71,16 +73,18 @@ def run_benchmark(recipe: Recipe | str | None = None, *, url: str | None = None,
             alive: Callable[[], bool] | None) -> BenchResult:
         workload = build_workload(max(spec.requests_at(c) for c in spec.concurrency), max_tokens,
                                   input_scale, seed, tokenizer_path=model_path)
-        endpoint = Endpoint(base_url, served, api=api)
-        result = BenchResult(name=name, recipe=recipe.to_dict() if recipe else None, endpoint=endpoint.to_dict(),
+        ep = endpoint or Endpoint(base_url, served, api=api)
+        result = BenchResult(name=name, recipe=recipe.to_dict() if recipe else None, endpoint=ep.to_dict(),
                              workload=workload.summary(), server=server_info, instance=instance, discount=discount)
         if recipe is not None and recipe.engine.weights == "dummy":
             from ..engine.dummy_model import DUMMY_NOTE
 
             result.notes.append(DUMMY_NOTE)
-        return runner(endpoint, workload, spec, result, save_path=str(save_path), progress=progress,
+        return runner(ep, workload, spec, result, save_path=str(save_path), progress=progress,
                       server_alive=alive, on_level=on_level, stop=stop)
 
+    if endpoint is not None:
+        return run(endpoint.base_url, endpoint.model, None, None, None)
     if url is not None:
         return run(url, model or _served_model(url), None, None, None)
     if server is not None:

@@ -33,6 +33,7 @@ class Endpoint:
     ignore_eos: bool = True
     temperature: float = 0.0
     request_timeout_s: float = 600.0
+    transport: Any = None  # e.g. SageMakerTransport: signs requests, decodes its stream
 
     @property
     def url(self) -> str:
@@ -52,8 +53,21 @@ class Endpoint:
 
     def to_dict(self) -> dict:
         # Header values may hold credentials: keep their names only.
-        return {"base_url": self.base_url, "model": self.model, "api": self.api,
-                "headers": sorted(self.headers), "ignore_eos": self.ignore_eos, "temperature": self.temperature}
+        d = {"base_url": self.base_url, "model": self.model, "api": self.api,
+             "headers": sorted(self.headers), "ignore_eos": self.ignore_eos, "temperature": self.temperature}
+        if self.transport is not None:
+            d.update(self.transport.describe())
+        return d
+
+    def prepare(self, payload: bytes) -> tuple[str, dict[str, str]]:
+        """URL and headers for one request (a transport may sign them)."""
+        if self.transport is not None:
+            return self.transport.prepare(payload)
+        return self.url, {"Content-Type": "application/json"}
+
+    def lines(self, resp):
+        """The response body's lines: SSE from an OpenAI server, or a transport's decoding."""
+        return self.transport.lines(resp) if self.transport is not None else resp.content
 
 
 def new_session(endpoint: Endpoint):
@@ -80,18 +94,21 @@ async def stream_request(session, endpoint: Endpoint, prompt: Prompt, max_tokens
                          due_at: float | None = None) -> RequestSample:
     """Send one streaming request and time every content event. Never raises for a failed
     request: the failure is recorded in the sample so a sweep can count it."""
+    # Encode (and sign) before the clock starts: that work is the client's, not the server's.
+    payload = json.dumps(endpoint.body(prompt, max_tokens)).encode()
+    url, headers = endpoint.prepare(payload)
     sent = time.perf_counter()
     sample = RequestSample(prompt_index=prompt.index, ok=False, sent_at=sent,
                            queue_s=max(0.0, sent - due_at) if due_at is not None else 0.0)
     chunks: list[float] = []
     text: list[str] = []
     try:
-        async with session.post(endpoint.url, json=endpoint.body(prompt, max_tokens)) as resp:
+        async with session.post(url, data=payload, headers=headers) as resp:
             if resp.status != 200:
                 detail = (await resp.text())[:300]
                 sample.error = f"HTTP {resp.status}: {detail}"
                 return sample
-            async for raw in resp.content:
+            async for raw in endpoint.lines(resp):
                 now = time.perf_counter()
                 line = raw.strip()
                 if not line.startswith(b"data:"):
