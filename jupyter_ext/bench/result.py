@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import html
 import json
-import math
 import os
 import platform
 import time
@@ -14,6 +13,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from ..display import dict_rows_html, dict_rows_text
 from ..errors import ResultFileError
 from .metrics import LevelMetrics, RequestSample
 
@@ -191,28 +191,6 @@ class BenchResult:
                 f"p50 TPOT as the inter-token latency, input:output 3:1</small></div>")
 
 
-def _fmt(v: Any) -> str:
-    if isinstance(v, float):
-        if math.isnan(v):
-            return "-"
-        return f"{v:.4f}" if abs(v) < 1 else f"{v:.1f}"
-    return str(v)
-
-
-def format_table(rows: list[dict[str, Any]]) -> str:
-    if not rows:
-        return "(no levels)"
-    cols = list(dict.fromkeys(k for r in rows for k in r))
-    cells = [[_fmt(r.get(c, "")) for c in cols] for r in rows]
-    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(cols)]
-    line = "  ".join(c.rjust(w) for c, w in zip(cols, widths))
-    return "\n".join([line] + ["  ".join(v.rjust(w) for v, w in zip(row, widths)) for row in cells])
-
-
-def html_table(rows: list[dict[str, Any]]) -> str:
-    if not rows:
-        return "<p>(no levels)</p>"
-    cols = list(dict.fromkeys(k for r in rows for k in r))
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(_fmt(r.get(c, '')))}</td>" for c in cols) + "</tr>" for r in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+# Dict-row tables, named as the rest of bench/ and the widgets use them.
+format_table = dict_rows_text
+html_table = dict_rows_html

@@ -9,7 +9,6 @@ checked against the published totals.
 
 from __future__ import annotations
 
-import html
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -18,39 +17,10 @@ from typing import Any, Iterator, Literal, Sequence
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..display import html_table, text_table  # noqa: F401 - re-exported for catalog users
+
 DATA_DIR = Path(__file__).resolve().parent
 GB = 1e9  # the planner speaks decimal GB, like the vendor sheets and the ANCHORS figures
-
-
-def html_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], caption: str = "") -> str:
-    """A plain HTML table (escaped cells) for `_repr_html_` of any result object."""
-    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in headers)
-    body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(_cell(c))}</td>" for c in row) + "</tr>" for row in rows
-    )
-    cap = f"<caption>{html.escape(caption)}</caption>" if caption else ""
-    return f"<table>{cap}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-
-def text_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    """The same table as aligned text, for terminals and `print()`."""
-    cells = [[str(h) for h in headers]] + [[_cell(c) for c in row] for row in rows]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
-
-
-def _cell(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, float):
-        if value == 0 or abs(value) >= 1:  # keep cents and three decimals; drop noise
-            return f"{value:,.3f}".rstrip("0").rstrip(".")
-        return f"{value:.4g}"
-    return str(value)
 
 
 class _Spec(BaseModel):
