@@ -9,12 +9,12 @@ from jupyter_ext.bench import BenchResult, Comparison, run_benchmark
 from jupyter_ext.errors import BenchError
 
 
-def bench(url, tmp_path, **kw):
+def bench(url, tmp_path, recipe=None, **kw):
     kw.setdefault("concurrency", [1, 4])
     kw.setdefault("num_prompts", 8)
     kw.setdefault("max_tokens", 20)
     kw.setdefault("warmup", 0)
-    return run_benchmark(url=url, results_dir=tmp_path, progress=False, input_scale=0.1, **kw)
+    return run_benchmark(recipe, url=url, results_dir=tmp_path, progress=False, input_scale=0.1, **kw)
 
 
 def test_ttft_and_itl_match_the_schedule(schedule_server_factory, tmp_path):
@@ -93,3 +93,19 @@ def test_bad_sweep_settings(kw, words, tmp_path):
     with pytest.raises(BenchError, match=words):
         run_benchmark(url="http://127.0.0.1:9", model="m", results_dir=tmp_path, progress=False, **kw)
     assert not list(tmp_path.iterdir())  # nothing written on bad input
+
+
+def test_speculation_that_cannot_be_verified_is_flagged(schedule_server_factory, tmp_path):
+    from jupyter_ext.bench import LevelResult, speculation_warning
+    from jupyter_ext.recipes import load_recipe
+
+    ngram = load_recipe("ngram")
+    srv = schedule_server_factory(ttft_ms=5, itl_ms=1)  # exports no vllm:spec_decode_* counters
+    r = bench(srv.base_url, tmp_path, concurrency=[1], num_prompts=2, recipe=ngram)
+    assert any("not verified" in n for n in r.notes)
+    assert "not verified" in BenchResult.load(r.path).notes[0]
+    lv = r.levels[0]
+    idle = LevelResult(lv.concurrency, lv.metrics, speculative={"active": False, "draft_tokens": 0})
+    assert "NOT active" in speculation_warning(ngram, idle)
+    assert speculation_warning(ngram, LevelResult(1, lv.metrics, speculative={"active": True})) is None
+    assert speculation_warning(load_recipe("baseline"), idle) is None

@@ -24,7 +24,7 @@ from .result import BenchResult, LevelResult
 from .sweep import SweepSpec, run_sweep, run_sweep_in_thread
 from .workload import Workload, build_workload
 
-__all__ = ["run_benchmark", "run_comparison", "BenchResult", "LevelResult", "Comparison", "Endpoint",
+__all__ = ["run_benchmark", "run_comparison", "speculation_warning", "BenchResult", "LevelResult", "Comparison", "Endpoint",
            "SweepSpec", "Workload", "build_workload", "compute_metrics", "LevelMetrics", "Percentiles",
            "RequestSample"]
 
@@ -80,8 +80,16 @@ def run_benchmark(recipe: Recipe | str | None = None, *, url: str | None = None,
             from ..engine.dummy_model import DUMMY_NOTE
 
             result.notes.append(DUMMY_NOTE)
+
+        def level_done(level: LevelResult) -> None:
+            note = speculation_warning(recipe, level)
+            if note:
+                result.notes.append(note)
+            if on_level:
+                on_level(level)
+
         return runner(ep, workload, spec, result, save_path=str(save_path), progress=progress,
-                      server_alive=alive, on_level=on_level, stop=stop)
+                      server_alive=alive, on_level=level_done, stop=stop)
 
     if endpoint is not None:
         return run(endpoint.base_url, endpoint.model, None, None, None)
@@ -96,6 +104,21 @@ def run_benchmark(recipe: Recipe | str | None = None, *, url: str | None = None,
     with srv.start():
         info = {**srv.command.to_dict(), "pid": srv.pid, "ready_after_s": srv.ready_after_s, "log": str(srv.log_path)}
         return run(srv.base_url, srv.command.served_model_name, _model_arg(srv.command.argv), info, srv.alive)
+
+
+def speculation_warning(recipe: Recipe | None, level: LevelResult) -> str | None:
+    """A note when a recipe asks for speculation but the server proposed no draft tokens:
+    speculation staged but never active must not pass for a measured speed-up."""
+    if recipe is None or recipe.speculative is None:
+        return None
+    stats = level.speculative
+    if stats is None:
+        return (f"WARNING: speculative decoding ({recipe.speculative.method}) was configured but the server "
+                f"exported no vllm:spec_decode_* metrics at concurrency {level.concurrency}: it is not verified")
+    if not stats.get("active"):
+        return (f"WARNING: speculative decoding ({recipe.speculative.method}) was configured but proposed no "
+                f"draft tokens at concurrency {level.concurrency}: it is NOT active")
+    return None
 
 
 def run_comparison(recipe: Recipe | str, baseline: Recipe | str, **kwargs) -> Comparison:
