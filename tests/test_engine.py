@@ -106,3 +106,19 @@ def test_ctrl_c_stops_the_server_and_keeps_finished_levels(tmp_path, sig, code):
     saved = json.loads(next(tmp_path.glob("baseline-*.json")).read_text())
     assert saved["status"] == "interrupted" and [lv["concurrency"] for lv in saved["levels"]] == [1]
     wait_until(lambda: not Path(f"/proc/{d['server']['pid']}").exists(), 30, "the server to exit")
+
+
+def test_dummy_model_folder_has_the_catalog_shape_and_a_word_tokenizer(tmp_path):
+    from jupyter_ext.bench.workload import tokenizer_counter
+    from jupyter_ext.engine.dummy_model import dummy_model_folder
+
+    folder = dummy_model_folder("meta-textgeneration-llama-3-8b-instruct", dest_root=tmp_path)
+    cfg = json.loads((folder / "config.json").read_text())
+    assert (cfg["num_hidden_layers"], cfg["hidden_size"], cfg["num_key_value_heads"], cfg["vocab_size"]) == \
+        (32, 4096, 8, 128256)
+    assert tokenizer_counter(folder)("one two three four") == 4  # one token per word: exact lengths
+    r = recipe_from_dict({"name": "d", "model": "meta-textgeneration-llama-3-8b-instruct",
+                          "engine": {"weights": "dummy"}})
+    argv = build_server_command(r, str(folder), "127.0.0.1", 1, platform="cuda").argv
+    assert argv[argv.index("--load-format") + 1] == "dummy"
+    assert dummy_model_folder("meta-textgeneration-llama-3-8b-instruct", dest_root=tmp_path) == folder  # cached
