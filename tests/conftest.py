@@ -68,9 +68,11 @@ def schedule_server_factory():
         s.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def vllm_server():
-    """One real vLLM server (eager, default model) shared by every test that needs it."""
+    """One real vLLM server (eager, default model) shared by the tests of a module. Module
+    scope: it is stopped before later modules start servers of their own, so two never
+    compete for this machine's two cores."""
     from jupyter_ext.engine import server_for_recipe
     from jupyter_ext.recipes import load_recipe
 

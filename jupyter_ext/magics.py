@@ -1,0 +1,337 @@
+"""The IPython face: `%optimize` and `%%optimize`, thin over the core API.
+
+Each verb parses its options with the command line's own parser (`cli.build_parser`, plus
+the few options only a notebook has), calls one core function and returns its result object,
+so the magic and `jupyter-optimize` cannot drift apart. The manual below is what
+`%optimize?` prints; the options of every verb are appended to it from the parser.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+from typing import Any
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_expand
+from traitlets import Float, Int, List, TraitError, Unicode, default, validate
+
+from . import defaults
+from .errors import OptimizeError
+
+MANUAL = """Optimize LLM inference from a notebook: `%optimize VERB [options] [-o VAR]`.
+
+Load with `%load_ext jupyter_ext`. The verbs and their options are those of the
+`jupyter-optimize` command line (listed at the end); every verb returns a result object
+that the notebook shows as a table, and `-o VAR` also stores it in the variable VAR.
+
+    %optimize models                      catalog models
+    %optimize instances                   instance types and $/hour
+    %optimize plan MODEL --precision awq-int4 --concurrency 8
+    %optimize recipe list | show NAME | validate PATH | new NAME [--from BASE] [--save PATH]
+    %optimize bench RECIPE [--baseline BASE] [--concurrency 1,2,4] [--prompts N]
+                           [--max-tokens N] [--input-scale X] [--url URL] [--background]
+    %optimize compare RESULT BASELINE_RESULT
+    %optimize price RESULT [--instance ml.g5.2xlarge] [--discount 0.3]
+    %optimize chart RESULT... [--kind dashboard|throughput|ttft|itl|price] [--output PNG]
+    %optimize serve RECIPE                start a vLLM server and keep it (bench reuses it)
+    %optimize stop [PID ...]              stop servers started here (all when no PID)
+    %optimize panel                       the widget panel (model, recipe, benchmark)
+
+A cell that starts with `%%optimize` holds a recipe as YAML; it is validated and returned
+as a Recipe (`%%optimize --save my.yaml -o rec` also writes it, atomically):
+
+    %%optimize --save my-ngram.yaml -o rec
+    name: my-ngram
+    engine: {enforce_eager: true, max_model_len: 2048}
+    speculative: {method: ngram, num_tokens: 4}
+
+Python variables: the line is NOT expanded the usual IPython way (`$x` and `{x}` stay as
+written, because recipe paths and YAML may contain them). To pass a variable, write `@name`
+(or `@name.attribute`) as a whole argument: `%optimize compare @ngram_res @base_res`,
+`%optimize bench --url @server.base_url`. Strings and numbers are inserted as text, a list
+of numbers as `1,2,4`, other objects (Recipe, BenchResult) are passed as they are. Write
+`@@` for a literal `@` at the start of an argument.
+
+Benchmarks: a progress bar and the table of finished levels update while a benchmark runs.
+Interrupting the kernel stops it after the requests in flight; the finished levels are kept
+(in the saved JSON and in `-o VAR`). With `--background` the magic returns at once with a
+handle (`.result`, `.levels`, `.done`, `.stop()`, `.wait()`) whose display keeps updating.
+A benchmark reuses a server started with `%optimize serve` for the same recipe.
+
+Settings, changed once per session with `%config`:
+
+    %config OptimizeMagics.results_dir = "results"        where results JSON go
+    %config OptimizeMagics.default_instance = "ml.g5.xlarge"   instance that prices results
+    %config OptimizeMagics.default_concurrency = [1, 2, 4]
+    %config OptimizeMagics.local_rate = 0.25               USD/hour of this machine
+
+A mistake (unknown model, impossible stack, bad option) raises UsageError with the named
+error's message, so the cell fails, and so does a notebook run under nbmake.
+"""
+
+# What `%optimize chart --kind` draws (the CLI's chart always draws the dashboard).
+CHART_KINDS = ("dashboard", "throughput", "ttft", "itl", "price")
+
+
+class OptimizeUsageError(UsageError):
+    """A UsageError that the notebook records as an error output (one short line, no
+    traceback). IPython prints a plain UsageError on stderr only, and nbmake judges a cell by
+    its error outputs: with a plain UsageError a failing `%optimize` stops the notebook, yet
+    `pytest --nbmake` reports it as passed."""
+
+    def _render_traceback_(self) -> list[str]:
+        return [f"UsageError: {self}"]
+
+
+class _HelpShown(Exception):
+    """argparse printed help (`-h`): end the magic quietly."""
+
+
+def _subparsers(parser: argparse.ArgumentParser) -> argparse._SubParsersAction:
+    return next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+
+
+def _add_notebook_options(sub: argparse._SubParsersAction) -> None:
+    """What a notebook adds to the CLI's verbs (the CLI's options stay as they are)."""
+    verbs = sub.choices
+    recipe = verbs["recipe"]
+    action = next(a for a in recipe._actions if a.dest == "action")
+    action.choices = [*action.choices, "new"]
+    recipe.add_argument("--from", dest="base", default="baseline", help="recipe new: start from this recipe")
+    recipe.add_argument("--save", default=None, help="recipe new/show: also write the recipe YAML here")
+    recipe.add_argument("--target", default="local", choices=["local", "sagemaker"],
+                        help="check the stack for this target")
+    verbs["bench"].add_argument("--background", action="store_true",
+                                help="return at once with a handle; the display keeps updating")
+    chart = verbs["chart"]
+    chart.add_argument("--kind", choices=CHART_KINDS, default="dashboard")
+    chart.set_defaults(output=None)  # a notebook shows the chart; a PNG only when --output is given
+    if "stop" not in verbs:
+        stop = sub.add_parser("stop", help="stop servers started with serve (all when no PID)")
+        stop.add_argument("pids", nargs="*", type=int)
+    if "panel" not in verbs:
+        sub.add_parser("panel", help="the widget panel: model picker, recipe builder, benchmark")
+
+
+def _make_quiet(parser: argparse.ArgumentParser) -> None:
+    """argparse exits the process on a mistake; a magic must raise UsageError instead."""
+    parser.prog = parser.prog.replace("jupyter-optimize", "%optimize", 1)
+
+    def error(message: str) -> None:
+        raise OptimizeUsageError(f"{parser.prog}: {message} (options: `{parser.prog} -h`)")
+
+    def exit(status: int = 0, message: str | None = None) -> None:
+        if message:
+            print(message)
+        raise _HelpShown()
+
+    parser.error, parser.exit = error, exit  # type: ignore[method-assign]
+
+
+def build_magic_parser() -> argparse.ArgumentParser:
+    """The CLI's parser plus the notebook-only verbs and options."""
+    from .cli import build_parser
+
+    parser = build_parser()
+    sub = _subparsers(parser)
+    _add_notebook_options(sub)
+    for p in (parser, *sub.choices.values()):
+        _make_quiet(p)
+    return parser
+
+
+def verb_reference() -> str:
+    """Every verb's usage and options, from the parser, for the manual."""
+    sub = _subparsers(build_magic_parser())
+    return "\n".join(p.format_help() for p in sub.choices.values())
+
+
+# -- the line: -o VAR and @name -------------------------------------------------------
+def pop_output_var(tokens: list[str]) -> tuple[list[str], str | None]:
+    """Take `-o VAR` out of the arguments wherever it stands."""
+    if "-o" not in tokens:
+        return tokens, None
+    i = tokens.index("-o")
+    if i + 1 >= len(tokens) or not tokens[i + 1].isidentifier():
+        raise OptimizeUsageError("-o takes a Python variable name (e.g. -o res); a chart's PNG path goes in --output")
+    return tokens[:i] + tokens[i + 2:], tokens[i + 1]
+
+
+def _lookup(token: str, namespace: dict[str, Any]) -> Any:
+    name, *attrs = token[1:].split(".")
+    if not name.isidentifier() or not all(a.isidentifier() for a in attrs):
+        raise OptimizeUsageError(f"{token!r}: write @name or @name.attribute (use @@ for a literal @)")
+    if name not in namespace:
+        raise OptimizeUsageError(f"{token!r}: there is no Python variable named {name!r}")
+    value = namespace[name]
+    for a in attrs:
+        try:
+            value = getattr(value, a)
+        except AttributeError:
+            raise OptimizeUsageError(f"{token!r}: {type(value).__name__} has no attribute {a!r}") from None
+    return value
+
+
+def expand_variables(tokens: list[str], namespace: dict[str, Any]) -> tuple[list[str], dict[str, Any]]:
+    """Replace `@name` arguments by the variable's value. Objects that are not text are kept
+    aside under their token (returned mapping) and put back after parsing (`restore`)."""
+    out: list[str] = []
+    objects: dict[str, Any] = {}
+    for tok in tokens:
+        if tok.startswith("@@"):
+            out.append(tok[1:])
+            continue
+        if not tok.startswith("@") or len(tok) == 1:
+            out.append(tok)
+            continue
+        value = _lookup(tok, namespace)
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            out.append(str(value))
+        elif isinstance(value, (list, tuple)) and value and all(isinstance(v, int) for v in value):
+            out.append(",".join(str(v) for v in value))
+        elif isinstance(value, (list, tuple)):  # e.g. several results for `chart`
+            for i, v in enumerate(value):
+                key = f"{tok}[{i}]"
+                objects[key] = v
+                out.append(key)
+        else:
+            objects[tok] = value
+            out.append(tok)
+    return out, objects
+
+
+def restore(args: argparse.Namespace, objects: dict[str, Any]) -> argparse.Namespace:
+    """Put the objects `expand_variables` kept aside back into the parsed arguments."""
+    if objects:
+        for k, v in vars(args).items():
+            if isinstance(v, str) and v in objects:
+                setattr(args, k, objects[v])
+            elif isinstance(v, list):
+                setattr(args, k, [objects.get(x, x) if isinstance(x, str) else x for x in v])
+    return args
+
+
+@magics_class
+class OptimizeMagics(Magics):
+    """`%optimize` / `%%optimize`; settings are traitlets, so `%config` changes them."""
+
+    results_dir = Unicode(help="where benchmark results (JSON) are written").tag(config=True)
+    default_instance = Unicode(defaults.DEFAULT_INSTANCE,
+                               help="instance type whose rate prices results ('local' = this machine)").tag(config=True)
+    default_concurrency = List(Int(), default_value=list(defaults.DEFAULT_CONCURRENCY), minlen=1,
+                               help="concurrency levels of a benchmark when --concurrency is not given").tag(config=True)
+    local_rate = Float(None, allow_none=True, help="USD/hour of this machine (instance 'local')").tag(config=True)
+
+    def __init__(self, shell=None, **kwargs: Any) -> None:
+        super().__init__(shell=shell, **kwargs)
+        self.servers: dict[int, tuple[Any, Any]] = {}  # pid -> (Recipe, LocalServer) started here
+        self.jobs: list[Any] = []  # background benchmarks started here
+
+    @default("results_dir")
+    def _default_results_dir(self) -> str:
+        return defaults.results_dir()
+
+    @validate("default_instance")
+    def _check_instance(self, proposal: Any) -> str:
+        from .catalog import get_instance
+
+        try:
+            get_instance(proposal["value"])
+        except OptimizeError as e:
+            raise TraitError(str(e)) from None
+        return proposal["value"]
+
+    @validate("default_concurrency")
+    def _check_concurrency(self, proposal: Any) -> list[int]:
+        if any(c < 1 for c in proposal["value"]):
+            raise TraitError(f"concurrency levels must be >= 1 (got {proposal['value']})")
+        return proposal["value"]
+
+    # -- entry -----------------------------------------------------------------------------
+    @no_var_expand
+    @line_cell_magic
+    def optimize(self, line: str, cell: str | None = None) -> Any:
+        try:
+            tokens = shlex.split(line)
+        except ValueError as e:
+            raise OptimizeUsageError(f"%optimize: cannot split the line into arguments ({e}); check the quotes") from None
+        tokens, var = pop_output_var(tokens)
+        tokens, objects = expand_variables(tokens, self.shell.user_ns)
+        try:
+            if cell is not None:
+                from .magics_verbs import cell_recipe
+
+                result = cell_recipe(self, tokens, objects, cell)
+            else:
+                result = self._line(tokens, objects, var)
+        except _HelpShown:
+            return None
+        except OptimizeError as e:
+            raise OptimizeUsageError(f"{type(e).__name__}: {e}") from None
+        if var is not None:
+            self.shell.user_ns[var] = result
+        return result
+
+    def _line(self, tokens: list[str], objects: dict[str, Any], var: str | None) -> Any:
+        from . import magics_verbs
+
+        parser = build_magic_parser()
+        if not tokens:
+            parser.print_help()
+            return None
+        self._apply_settings(parser)
+        args = restore(parser.parse_args(tokens), objects)
+        args.output_var = var
+        if args.local_rate is not None:
+            from .catalog import set_local_rate
+
+            set_local_rate(args.local_rate)
+        return getattr(magics_verbs, f"verb_{args.verb}")(self, args)
+
+    def _apply_settings(self, parser: argparse.ArgumentParser) -> None:
+        """Make the session's settings the defaults of the options they stand for."""
+        if self.local_rate is not None:
+            from .catalog import set_local_rate
+
+            set_local_rate(self.local_rate)
+        verbs = _subparsers(parser).choices
+        verbs["bench"].set_defaults(concurrency=list(self.default_concurrency), instance=self.default_instance,
+                                    results_dir=self.results_dir)
+        verbs["price"].set_defaults(instance=self.default_instance)
+
+    # -- servers ---------------------------------------------------------------------------
+    def served(self, recipe: Any) -> Any:
+        """A running server started here for the same recipe, if any (bench reuses it)."""
+        if recipe is None:
+            return None
+        for rec, srv in self.servers.values():
+            if srv.alive() and rec.to_dict() == recipe.to_dict():
+                return srv
+        return None
+
+    def stop_all(self) -> list[Any]:
+        """Stop every background benchmark and server started from this notebook."""
+        for job in self.jobs:
+            job.stop()
+        stopped = []
+        for pid in list(self.servers):
+            _, srv = self.servers.pop(pid)
+            srv.stop()
+            stopped.append(srv)
+        return stopped
+
+
+OptimizeMagics.optimize.__doc__ = MANUAL + "\nVerbs and options\n-----------------\n" + verb_reference()
+
+
+def load_ipython_extension(ipython) -> None:
+    """Register the magics; `Magics.__init__` adds the instance to shell.configurables."""
+    ipython.register_magics(OptimizeMagics(shell=ipython))
+
+
+def unload_ipython_extension(ipython) -> None:
+    """Stop what the notebook started; the magics themselves stay registered."""
+    magics = ipython.magics_manager.registry.get("OptimizeMagics")
+    if magics is not None:
+        magics.stop_all()

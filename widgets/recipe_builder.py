@@ -1,0 +1,118 @@
+"""Stack techniques into a recipe with checkboxes, and see at once whether the stack can run.
+
+Every change rebuilds the recipe through the core (`recipe_from_dict`, then `check_stack`
+for the chosen target), so the panel refuses exactly what `%optimize recipe validate` and
+the command line refuse, with the same message; for the local target it also asks the core
+whether this host's engine can run the techniques (AWQ int4 on an AVX2-only CPU cannot).
+`.error` holds the reason while the recipe cannot run; the benchmark panel disables its Run
+button with it.
+"""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+from typing import Any
+
+import ipywidgets as W
+from traitlets import Unicode
+
+from jupyter_ext import defaults
+from jupyter_ext.recipes import Recipe, check_stack, load_recipe, recipe_from_dict
+
+from .messages import MessageArea, shown_in
+
+
+def recipe_from_choices(name: str, model: str = defaults.DEFAULT_MODEL, *, base: str = "baseline",
+                        eager: bool = True, speculative: str = "none", num_tokens: int = 4,
+                        draft_model: str = "", quantize: str = "none", compile: bool = False,
+                        target: str = "local") -> Recipe:
+    """The recipe a set of choices stands for: `base`'s engine settings plus the techniques.
+    Raises the core's RecipeError / StackError when the choices cannot be one recipe."""
+    data = load_recipe(base).to_dict()
+    data.update(name=name, model=model, description=f"built in the recipe builder from {base}",
+                speculative=None, quantize=None, compile=None)
+    data["engine"]["enforce_eager"] = eager
+    if speculative == "ngram":
+        data["speculative"] = {"method": "ngram", "num_tokens": num_tokens}
+    elif speculative == "draft_model":
+        data["speculative"] = {"method": "draft_model", "model": draft_model, "num_tokens": num_tokens}
+    if quantize != "none":
+        data["quantize"] = {"method": quantize}
+    if compile:
+        data["compile"] = {"enabled": True, "cache": True}
+    recipe = recipe_from_dict(data, source="from the recipe builder")
+    check_stack(recipe, target)
+    return recipe
+
+
+class RecipeBuilder(W.VBox):
+    """Technique checkboxes and options in; a validated `.recipe` (or `.error`) out."""
+
+    error = Unicode("", help="why the current choices are not a runnable recipe ('' when they are)")
+
+    def __init__(self, model: str = defaults.DEFAULT_MODEL, **kwargs: Any) -> None:
+        self.recipe: Recipe | None = None
+        self.message = MessageArea()
+        self.save_message = MessageArea()
+        self.name = W.Text(value="my-recipe", description="name")
+        self.model = W.Text(value=model, description="model", layout=W.Layout(width="560px"))
+        self.eager = W.Checkbox(value=True, description="eager mode (no compilation; vLLM --enforce-eager)")
+        self.speculative = W.Dropdown(options=["none", "ngram", "draft_model"], value="none",
+                                      description="speculative")
+        self.num_tokens = W.BoundedIntText(value=4, min=1, max=16, description="draft tokens")
+        self.draft_model = W.Text(value="self:8", description="draft model",
+                                  placeholder="catalog id, folder, or self:N (target cut to N layers)")
+        self.quantize = W.Dropdown(options=["none", "awq", "fp8"], value="none", description="quantize")
+        self.compile = W.Checkbox(value=False, description="compile (torch.compile, cached)")
+        self.target = W.ToggleButtons(options=["local", "sagemaker"], value="local", description="target")
+        self.preview = W.HTML()
+        self.save_path = W.Text(value="", placeholder="NAME.yaml", description="save as")
+        self.save = W.Button(description="Save recipe", icon="save")
+        self.save.add_class("jo-save")
+        self.choices = [self.name, self.model, self.eager, self.speculative, self.num_tokens,
+                        self.draft_model, self.quantize, self.compile, self.target]
+        hooks = ("name", "recipe-model", "eager", "speculative", "num-tokens", "draft-model", "quantize",
+                 "compile", "target")
+        for w, hook in zip(self.choices, hooks):  # stable CSS hooks (the browser test uses them)
+            w.add_class(f"jo-{hook}")
+        super().__init__([*self.choices, self.message, self.preview,
+                          W.HBox([self.save_path, self.save]), self.save_message], **kwargs)
+        self.add_class("jo-recipe-builder")
+        self.validate = shown_in(self.message)(self._validate)
+        for w in self.choices:
+            w.observe(lambda _change: self.validate(), names="value")
+        self.save.on_click(shown_in(self.save_message)(self._save))
+        self.validate()
+
+    def _validate(self) -> None:
+        """Rebuild the recipe; on a mistake keep the message in `.error` as well as on show."""
+        self.recipe, self.error = None, "checking"
+        self.message.clear()
+        self.draft_model.disabled = self.speculative.value != "draft_model"
+        self.num_tokens.disabled = self.speculative.value == "none"
+        try:
+            recipe = recipe_from_choices(
+                self.name.value, self.model.value, eager=self.eager.value, speculative=self.speculative.value,
+                num_tokens=self.num_tokens.value, draft_model=self.draft_model.value,
+                quantize=self.quantize.value, compile=self.compile.value, target=self.target.value)
+            if self.target.value == "local":
+                from jupyter_ext.techniques import check_host_support
+
+                check_host_support(recipe)
+        except Exception as exc:
+            self.error = f"{type(exc).__name__}: {exc}"
+            self.preview.value = ""
+            raise
+        self.recipe = recipe
+        self.preview.value = f"<pre class='jo-recipe-yaml'>{html.escape(recipe.to_yaml())}</pre>"
+        self.error = ""
+
+    def _save(self, _button: Any = None) -> None:
+        self.save_message.clear()
+        if self.recipe is None:
+            self.save_message.note(f"nothing saved: {self.error}")
+            return
+        path = Path(self.save_path.value or f"{self.recipe.name}.yaml")
+        self.recipe.save(path)
+        self.save_message.note(f"saved {path}")
