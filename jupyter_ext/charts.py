@@ -64,22 +64,33 @@ def blended_price(results, ax=None):
     return _plot(_axes(ax), _as_list(results), "blended $/1M", "blended $ / 1M tokens", "Blended price")
 
 
-def dashboard(results, path: str | Path | None = None):
-    """Throughput, TTFT, ITL and blended price side by side; saved as PNG when `path` is given."""
-    import matplotlib
+KINDS = ("dashboard", "throughput", "ttft", "itl", "price")
 
-    if path is not None:
-        matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
 
-    fig, axs = plt.subplots(1, 4, figsize=(20, 4))
-    throughput(results, axs[0])
-    latency(results, axs[1], "TTFT")
-    latency(results, axs[2], "ITL")
-    blended_price(results, axs[3])
+def figure(results, kind: str = "dashboard", fig=None):
+    """Draw `kind` (one panel, or all four for 'dashboard') on a matplotlib Figure that
+    pyplot does not track: no backend is switched, and a notebook shows it once (as the
+    returned value) while a script or the CLI saves it."""
+    from matplotlib.figure import Figure
+
+    panels = {"throughput": [throughput], "price": [blended_price],
+              "ttft": [lambda r, ax: latency(r, ax, "TTFT")], "itl": [lambda r, ax: latency(r, ax, "ITL")]}
+    panels["dashboard"] = [*panels["throughput"], *panels["ttft"], *panels["itl"], *panels["price"]]
+    if kind not in panels:
+        from .errors import OptimizeError
+
+        raise OptimizeError(f"unknown chart kind {kind!r}; choose one of {', '.join(KINDS)}")
+    fns = panels[kind]
+    fig = fig or Figure(figsize=(5 * len(fns), 3.8))
+    for fn, ax in zip(fns, fig.subplots(1, len(fns), squeeze=False)[0]):
+        fn(results, ax=ax)
     fig.tight_layout()
-    if path is not None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=100)
-        plt.close(fig)
+    return fig
+
+
+def save(results, path: str | Path, kind: str = "dashboard"):
+    """Draw `kind` and write it as PNG at `path`; returns the Figure."""
+    fig = figure(results, kind)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
     return fig

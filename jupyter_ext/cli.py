@@ -75,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--concurrency", type=int)
     p = sub.add_parser("chart", help="draw saved results as a PNG")
     p.add_argument("results", nargs="+")
-    p.add_argument("-o", "--output", default="results/chart.png")
+    p.add_argument("--output", default="results/chart.png", help="PNG path")
     from .cli_deploy import add_deploy_verbs
 
     add_deploy_verbs(sub)
@@ -115,7 +115,7 @@ def _bench(args) -> int:
         print(_ratios(results))
     if not args.no_chart:
         png = args.chart or str(Path(results[-1].path).with_suffix(".png"))
-        charts.dashboard(results, png)
+        charts.save(results, png)
         print(f"chart: {png}")
     return 0 if all(r.status == "complete" for r in results) else 1
 
@@ -201,7 +201,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             from . import charts
             from .bench import BenchResult
 
-            charts.dashboard([BenchResult.load(p) for p in args.results], args.output)
+            charts.save([BenchResult.load(p) for p in args.results], args.output)
             print(f"chart: {args.output}")
             return 0
         from .cli_deploy import DEPLOY_VERBS

@@ -71,7 +71,7 @@ error's message, so the cell fails, and so does a notebook run under nbmake.
 """
 
 # What `%optimize chart --kind` draws (the CLI's chart always draws the dashboard).
-CHART_KINDS = ("dashboard", "throughput", "ttft", "itl", "price")
+CHART_KINDS = ("dashboard", "throughput", "ttft", "itl", "price")  # = charts.KINDS (charts imports matplotlib)
 
 
 class OptimizeUsageError(UsageError):

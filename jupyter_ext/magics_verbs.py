@@ -210,32 +210,15 @@ def verb_price(m: "OptimizeMagics", a: argparse.Namespace) -> Any:
 
 # -- charts ----------------------------------------------------------------------------
 def draw(results: list[Any], kind: str = "dashboard", figure: Any = None) -> Any:
-    """Draw `kind` on a new matplotlib Figure that pyplot does not track, so the notebook
-    shows it once (as the returned value) and no backend is switched."""
-    from matplotlib.figure import Figure
-
     from . import charts
 
-    panels = {"throughput": [charts.throughput], "price": [charts.blended_price],
-              "ttft": [lambda r, ax: charts.latency(r, ax, "TTFT")],
-              "itl": [lambda r, ax: charts.latency(r, ax, "ITL")]}
-    panels["dashboard"] = [*panels["throughput"], *panels["ttft"], *panels["itl"], *panels["price"]]
-    fns = panels[kind]
-    fig = figure or Figure(figsize=(5 * len(fns), 3.8))
-    axes = fig.subplots(1, len(fns), squeeze=False)[0]
-    for fn, ax in zip(fns, axes):
-        fn(results, ax=ax)
-    fig.tight_layout()
-    return fig
+    return charts.figure(results, kind, figure)
 
 
 def save_chart(results: list[Any], path: str, kind: str = "dashboard") -> Any:
-    from pathlib import Path
+    from . import charts
 
-    fig = draw(results, kind)
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    return fig
+    return charts.save(results, path, kind)
 
 
 def show_figures_as_png(shell: Any) -> None:

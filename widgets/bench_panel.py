@@ -37,10 +37,10 @@ def parse_levels(text: str) -> list[int]:
 
 def chart_png(results: list[Any], kind: str = "dashboard") -> bytes:
     """The result chart as PNG bytes (no pyplot: safe from the worker thread)."""
-    from jupyter_ext.magics_verbs import draw
+    from jupyter_ext import charts
 
     buf = io.BytesIO()
-    draw(results, kind).savefig(buf, format="png", dpi=80)
+    charts.figure(results, kind).savefig(buf, format="png", dpi=80)
     return buf.getvalue()
 
 
