@@ -49,9 +49,11 @@ def test_results_round_trip_and_compare(schedule_server_factory, tmp_path):
 
 def test_failed_requests_are_counted(schedule_server_factory, tmp_path):
     srv = schedule_server_factory(ttft_ms=5, itl_ms=1, fail_every=4)
-    r = bench(srv.base_url, tmp_path, concurrency=[2])
+    seen = []
+    r = bench(srv.base_url, tmp_path, concurrency=[2], on_request=seen.append)
     m = r.level(2).metrics
     assert (m.completed, m.failed) == (6, 2)
+    assert len(seen) == 8 and sum(not s.ok for s in seen) == 2  # every request reported as it ends
     assert all("HTTP 500" in s.error for s in r.level(2).samples if not s.ok)
 
 

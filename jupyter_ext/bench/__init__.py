@@ -50,7 +50,8 @@ def run_benchmark(recipe: Recipe | str | None = None, *, url: str | None = None,
                   results_dir: str | Path | None = None, name: str | None = None, api: str = "chat",
                   server=None, endpoint: Endpoint | None = None, progress: bool = True,
                   stop: threading.Event | None = None,
-                  on_level: Callable[[LevelResult], None] | None = None, seed: int = 0) -> BenchResult:
+                  on_level: Callable[[LevelResult], None] | None = None,
+                  on_request: Callable[[RequestSample], None] | None = None, seed: int = 0) -> BenchResult:
     """Benchmark a recipe on a local vLLM server it starts (and always stops), an already
     running `server` (engine.LocalServer), any OpenAI-compatible `url`, or an `endpoint`
     (e.g. bench.sagemaker_stream.sagemaker_endpoint(...) for a SageMaker endpoint)."""
@@ -89,7 +90,7 @@ def run_benchmark(recipe: Recipe | str | None = None, *, url: str | None = None,
                 on_level(level)
 
         return runner(ep, workload, spec, result, save_path=str(save_path), progress=progress,
-                      server_alive=alive, on_level=level_done, stop=stop)
+                      server_alive=alive, on_level=level_done, stop=stop, on_request=on_request)
 
     if endpoint is not None:
         return run(endpoint.base_url, endpoint.model, None, None, None)

@@ -131,7 +131,8 @@ def run_sweep(endpoint: Endpoint, workload: Workload, spec: SweepSpec, result: B
               save_path: str | None = None, progress: bool = True,
               server_alive: Callable[[], bool] | None = None,
               on_level: Callable[[LevelResult], None] | None = None,
-              stop: threading.Event | None = None) -> BenchResult:
+              stop: threading.Event | None = None,
+              on_request: Callable[[RequestSample], None] | None = None) -> BenchResult:
     """Run every level of `spec`, appending to `result` and saving it after each level.
 
     Ctrl-C saves what finished, marks the result 'interrupted' and re-raises; a server that
@@ -146,7 +147,12 @@ def run_sweep(endpoint: Endpoint, workload: Workload, spec: SweepSpec, result: B
                 result.status = "interrupted"
                 break
             bar.set_postfix_str(f"concurrency {c}")
-            level = _measure_level(endpoint, workload, spec, c, lambda s: bar.update(1), stop)
+            def done(sample: RequestSample) -> None:
+                bar.update(1)
+                if on_request:
+                    on_request(sample)
+
+            level = _measure_level(endpoint, workload, spec, c, done, stop)
             result.levels.append(level)
             if save_path:
                 result.save(save_path)
