@@ -42,6 +42,7 @@ def add_deploy_verbs(sub) -> None:
     p.add_argument("--target", choices=["local", "sagemaker"], default="local")
     p.add_argument("--max-tokens", type=int, default=64)
     p.add_argument("--stream", action="store_true")
+    p.add_argument("--inference-component", default=None, help="sagemaker: the component to invoke")
     _aws_options(p)
     p = sub.add_parser("autoscale", help="attach, show or detach concurrency-based autoscaling")
     p.add_argument("action", choices=["attach", "show", "detach"])
@@ -67,6 +68,8 @@ def add_deploy_verbs(sub) -> None:
     p.add_argument("--max", dest="max_capacity", type=int, default=20)
     p.add_argument("--target-value", type=float, default=5.0)
     p.add_argument("--metric", choices=["concurrency", "invocations"], default="concurrency")
+    p.add_argument("--scale-in-cooldown", type=int, default=300)
+    p.add_argument("--scale-out-cooldown", type=int, default=300)
     p.add_argument("--usd-per-hour", type=float, default=1.515)
     p.add_argument("--compile-cache", action="store_true", help="model load uses the compiled-artifact cache")
     p.add_argument("--ttft-slo", type=float, default=2.0, help="seconds")
@@ -74,21 +77,38 @@ def add_deploy_verbs(sub) -> None:
     p.add_argument("--chart", default=None, help="PNG path for the timeline")
 
 
+DRY_RUN_ROLE = "arn:aws:iam::123456789012:role/DRY-RUN"
+
+
+def plan_from_args(a, recipe) -> Any:
+    """The SageMaker plan for `deploy RECIPE --target sagemaker [options]`: one mapping of
+    the options for the CLI and the magic."""
+    from .deploy import sagemaker
+    from .errors import DeployError
+
+    if not a.role_arn and not a.dry_run:
+        raise DeployError("deploy --target sagemaker needs --role-arn (the endpoint's execution role); "
+                          "--dry-run shows the requests without one")
+    return sagemaker.plan_deployment(
+        recipe, a.name, role_arn=a.role_arn or DRY_RUN_ROLE, region=a.region,
+        instance_type=a.instance_type, instance_count=a.instance_count, routing=a.routing,
+        inference_component=a.inference_component, model_data_s3=a.model_data_s3,
+        draft_model_s3=a.draft_model_s3, accept_eula=a.accept_eula)
+
+
 def _deploy(a) -> Any:
+    from .recipes import load_recipe
+
     if a.target == "local":
         from .deploy import local
 
+        if a.dry_run:
+            raise OptimizeError("--dry-run shows the AWS requests of a SageMaker deploy; a local deploy sends "
+                                "none. Add --target sagemaker, or drop --dry-run")
         return local.deploy(a.recipe, name=a.name, host=a.host, port=a.port)
     from .deploy import sagemaker
-    from .recipes import load_recipe
 
-    if not a.role_arn and not a.dry_run:
-        raise OptimizeError("deploy --target sagemaker needs --role-arn (the endpoint's execution role)")
-    plan = sagemaker.plan_deployment(
-        load_recipe(a.recipe), a.name, role_arn=a.role_arn or "arn:aws:iam::123456789012:role/DRY-RUN",
-        region=a.region, instance_type=a.instance_type, instance_count=a.instance_count, routing=a.routing,
-        inference_component=a.inference_component, model_data_s3=a.model_data_s3,
-        draft_model_s3=a.draft_model_s3, accept_eula=a.accept_eula)
+    plan = plan_from_args(a, load_recipe(a.recipe))
     if a.dry_run:
         return sagemaker.dry_run(plan)
     return sagemaker.deploy(plan, endpoint_url=a.endpoint_url)
@@ -129,7 +149,8 @@ def _simulate(a) -> Any:
     else:
         curve = ServiceCurve.estimate(a.batch1_tok_s, a.saturation)
     cfg = policy.AutoscalingConfig(min_capacity=a.min_capacity, max_capacity=a.max_capacity,
-                                   target_value=a.target_value, metric=a.metric)
+                                   target_value=a.target_value, metric=a.metric,
+                                   scale_in_cooldown_s=a.scale_in_cooldown, scale_out_cooldown_s=a.scale_out_cooldown)
     fleet = FleetConfig.from_autoscaling(cfg, curve, usd_per_hour=a.usd_per_hour, compile_cache=a.compile_cache)
     res = simulate(sim_traffic.ramp(parse_ramp(a.ramp), a.duration, seed=a.seed), fleet, seed=a.seed,
                    ttft_slo_s=a.ttft_slo)
@@ -157,7 +178,7 @@ def _endpoint_verb(a) -> Any:
     if a.verb == "undeploy":
         return sagemaker.undeploy(a.name, region=a.region, endpoint_url=a.endpoint_url)
     out = sagemaker.invoke(a.name, a.prompt, a.max_tokens, stream=a.stream, region=a.region,
-                           endpoint_url=a.endpoint_url)
+                           endpoint_url=a.endpoint_url, inference_component=a.inference_component)
     return out if not a.stream else "".join(out)
 
 

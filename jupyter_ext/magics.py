@@ -36,7 +36,23 @@ that the notebook shows as a table, and `-o VAR` also stores it in the variable 
     %optimize chart RESULT... [--kind dashboard|throughput|ttft|itl|price] [--output PNG]
     %optimize serve RECIPE                start a vLLM server and keep it (bench reuses it)
     %optimize stop [PID ...]              stop servers started here (all when no PID)
-    %optimize panel                       the widget panel (model, recipe, benchmark)
+    %optimize panel                       the widget panel (model, recipe, benchmark, deploy, autoscale)
+
+Deploy and autoscale (SageMaker calls use your AWS credentials, which are never shown):
+
+    %optimize deploy RECIPE [--name N]    a local vLLM endpoint (/ping, /invocations, OpenAI API)
+    %optimize deploy RECIPE --target sagemaker --instance-type ml.g5.xlarge [--role-arn ARN] --dry-run -o dry
+                                          the exact requests, nothing sent (no role needed to look)
+    %optimize deploy @dry --target sagemaker -o ep   make exactly the reviewed requests
+    %optimize deploy RECIPE --target sagemaker --role-arn ARN [--instance-type T] [--region R]
+    %optimize endpoints                   local endpoints, alive or dead
+    %optimize invoke NAME "prompt" [--target sagemaker] [--max-tokens N] [--stream]
+    %optimize undeploy NAME [--target sagemaker]   (or `undeploy @ep`: the target is known)
+    %optimize autoscale attach|show|detach ENDPOINT [--min 1 --max 4 --target-value 5
+                            --metric concurrency --scale-in-cooldown S --scale-out-cooldown S] [--dry-run]
+    %optimize simulate [--ramp 0:1,600:3,900:6] [--target-value 5] [--max 20] [--result JSON]
+                                          the policy under a traffic ramp, before paying:
+                                          summary + timeline chart (`--chart PNG` saves it)
 
 A cell that starts with `%%optimize` holds a recipe as YAML; it is validated and returned
 as a Recipe (`%%optimize --save my.yaml -o rec` also writes it, atomically):

@@ -281,3 +281,8 @@ def verb_panel(m: "OptimizeMagics", a: argparse.Namespace) -> Any:
 
     return OptimizePanel(results_dir=m.results_dir, instance=m.default_instance,
                          concurrency=list(m.default_concurrency))
+
+
+# -- deploy, endpoints, undeploy, invoke, autoscale, simulate: see magics_deploy ----------
+from .magics_deploy import (verb_autoscale, verb_deploy, verb_endpoints, verb_invoke,  # noqa: E402,F401
+                            verb_simulate, verb_undeploy)

@@ -1,8 +1,9 @@
 """`OptimizePanel`: the model picker, recipe builder and benchmark panel as tabs of one
-widget, as `%optimize panel` shows it (deploy and autoscale tabs are still to come).
+widget, as `%optimize panel` shows it, with the deploy and autoscale panels.
 
 The picker's model flows into the builder, and the builder's recipe (or its error) into the
-benchmark panel; each tab stays usable on its own.
+benchmark and deploy panels, and the endpoint deployed last into the autoscale panel;
+each tab stays usable on its own.
 """
 
 from __future__ import annotations
@@ -13,13 +14,16 @@ import ipywidgets as W
 
 from jupyter_ext import defaults
 
+from .autoscale_panel import AutoscalePanel
 from .bench_panel import BenchmarkPanel
+from .deploy_panel import DeployPanel
 from .model_picker import ModelPicker
 from .recipe_builder import RecipeBuilder
 
 
 class OptimizePanel(W.Tab):
-    """Tabs: Model, Recipe, Benchmark. Reach each as an attribute (.picker, .builder, .bench)."""
+    """Tabs: Model, Recipe, Benchmark, Deploy, Autoscale. Reach each as an attribute
+    (.picker, .builder, .bench, .deploy, .autoscale)."""
 
     def __init__(self, model: str = defaults.DEFAULT_MODEL, *, results_dir: str | None = None,
                  instance: str = defaults.DEFAULT_INSTANCE, concurrency: list[int] | None = None,
@@ -28,8 +32,12 @@ class OptimizePanel(W.Tab):
         self.builder = RecipeBuilder(model)
         self.bench = BenchmarkPanel(self.builder, concurrency=concurrency, instance=instance,
                                     results_dir=results_dir)
+        self.deploy = DeployPanel(self.builder)
+        self.autoscale = AutoscalePanel()
         W.dlink((self.picker.model, "value"), (self.builder.model, "value"))
-        tabs = [("Model", self.picker), ("Recipe", self.builder), ("Benchmark", self.bench)]
+        W.dlink((self.deploy, "endpoint_name"), (self.autoscale.endpoint, "value"))
+        tabs = [("Model", self.picker), ("Recipe", self.builder), ("Benchmark", self.bench),
+                ("Deploy", self.deploy), ("Autoscale", self.autoscale)]
         super().__init__(children=[w for _, w in tabs], **kwargs)
         self.titles = tuple(t for t, _ in tabs)
         self.add_class("jo-optimize-panel")
