@@ -61,6 +61,8 @@ def test_undeploy_stops_a_running_server_by_pid(tmp_path, monkeypatch):
     monkeypatch.setattr(local, "state_dir", lambda: tmp_path / "endpoints")
     proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)",
                              "vllm.entrypoints.openai.api_server", "1234"], start_new_session=True)
+    # Popen can return before the child's exec has set its command line
+    wait_until(lambda: b"1234" in open(f"/proc/{proc.pid}/cmdline", "rb").read(), 10, "the stand-in to exec")
     try:
         ep = local.LocalEndpoint(name="fake", pid=proc.pid, host="127.0.0.1", port=1234, recipe={"name": "r"},
                                  log=str(tmp_path / "log"), started="now")
