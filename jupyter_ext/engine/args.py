@@ -117,7 +117,9 @@ def build_server_command(recipe: Recipe, model_path: str, host: str, port: int,
     if e.enforce_eager and not compiled:
         argv.append("--enforce-eager")
     if compiled and compile_cache_dir:
-        argv += ["--compilation-config", json.dumps({"cache_dir": compile_cache_dir})]
+        from ..techniques.compile import compile_config
+
+        argv += ["--compilation-config", json.dumps(compile_config(compile_cache_dir))]
     if e.weights == "dummy":
         argv += ["--load-format", "dummy"]  # the dummy folder ships a word-level tokenizer
     if recipe.quantize is not None and recipe.quantize.method == "fp8":
@@ -134,5 +136,9 @@ def build_server_command(recipe: Recipe, model_path: str, host: str, port: int,
         argv += ["--kv-cache-memory-bytes", str(int(kv_gb * 2**30))]
     argv += list(e.extra_args)
     env = _cpu_env(recipe) if platform == "cpu" else {"VLLM_USE_FLASHINFER_SAMPLER": "0"}
+    if compiled:
+        from ..techniques.compile import compile_env
+
+        env.update(compile_env(compile_cache_dir))
     env.update(e.env)
     return ServerCommand(argv=argv, env=env, served_model_name=recipe.model)

