@@ -89,7 +89,8 @@ def bench_one(spec: dict, folder: Path, out: Path, levels: list[int]) -> dict:
                                              "ttft_p50_ms": lv.metrics.ttft.p50 * 1e3,
                                              "tpot_p50_ms": lv.metrics.tpot.p50 * 1e3,
                                              "failed": lv.metrics.failed, "speculative": lv.speculative,
-                                             "texts": [s.text for s in lv.samples[:4]]}
+                                             # by prompt, not completion order, so runs compare
+                                             "texts": [s.text for s in sorted(lv.samples, key=lambda x: x.prompt_index)[:4]]}
     print(json.dumps({k: v for k, v in summary.items()}, default=str)[:800], flush=True)
     return summary
 
