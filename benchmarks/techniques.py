@@ -79,9 +79,10 @@ def run_interleaved(recipes: list[Recipe], repeats: int, opts: dict, tmp: str) -
         for recipe in recipes:
             name, t = recipe.name, time.monotonic()
             res = run_benchmark(recipe, results_dir=tmp, progress=False, name=f"{name}-r{rep}", **opts)
-            if res.status != "complete":
-                raise OptimizeError(f"{name} repeat {rep} ended {res.status}: {res.notes}")
             figs = level_figures(res)
+            if res.status != "complete" or any(f["failed"] for f in figs.values()):
+                raise OptimizeError(f"{name} repeat {rep}: status {res.status}, failed requests "
+                                    f"{ {c: f['failed'] for c, f in figs.items()} }; server log {(res.server or {}).get('log')}")
             runs[name].append({"levels": figs, "ready_after_s": (res.server or {}).get("ready_after_s"),
                                "wall_s": time.monotonic() - t, "notes": res.notes})
             print(f"{name} r{rep}: " + json.dumps({c: round(f["out_tok_s"], 2) for c, f in figs.items()}), flush=True)

