@@ -72,8 +72,10 @@ def prepare_all(recipes: list[Recipe]) -> tuple[list[Recipe], dict[str, str]]:
     return runnable, refused
 
 
-def run_interleaved(recipes: list[Recipe], repeats: int, opts: dict, tmp: str) -> dict[str, list[dict]]:
-    """runs[name][repeat] = {concurrency: figures}, plus each server's start time."""
+def run_interleaved(recipes: list[Recipe], repeats: int, opts: dict, tmp: str,
+                    on_repeat=None) -> dict[str, list[dict]]:
+    """runs[name][repeat] = {concurrency: figures}, plus each server's start time;
+    `on_repeat(runs)` after every full repeat (the script saves there)."""
     runs: dict[str, list[dict]] = {r.name: [] for r in recipes}
     for rep in range(repeats):
         for recipe in recipes:
@@ -86,6 +88,8 @@ def run_interleaved(recipes: list[Recipe], repeats: int, opts: dict, tmp: str) -
             runs[name].append({"levels": figs, "ready_after_s": (res.server or {}).get("ready_after_s"),
                                "wall_s": time.monotonic() - t, "notes": res.notes})
             print(f"{name} r{rep}: " + json.dumps({c: round(f["out_tok_s"], 2) for c, f in figs.items()}), flush=True)
+        if on_repeat:
+            on_repeat(runs)
     return runs
 
 
@@ -153,12 +157,19 @@ def main() -> None:
               "workload": "seed shape: prompts 500-1000 tokens (mean ~622) x input_scale, max_tokens new tokens"}
     recipes, result["refused"] = prepare_all(recipes)
     result["recipes"] = {r.name: r.to_dict() for r in recipes}
-    with tempfile.TemporaryDirectory() as tmp:
-        result["runs"] = run_interleaved(recipes, a.repeats, opts, tmp)
-    result["ratios"] = ratios(result["runs"], levels)
     out = Path(a.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=1, default=str))
+
+    def save(runs: dict) -> None:
+        """Atomic rewrite after each repeat: an interrupted run keeps its finished repeats."""
+        result["runs"], result["repeats_done"] = runs, len(runs["baseline"])
+        result["ratios"] = ratios(runs, levels)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        part = out.with_suffix(".json.partial")
+        part.write_text(json.dumps(result, indent=1, default=str))
+        part.replace(out)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        run_interleaved(recipes, a.repeats, opts, tmp, on_repeat=save)
     print(markdown(result))
     print(f"\nwrote {out}")
 
