@@ -23,6 +23,24 @@ def parse_int_list(text: str) -> list[int]:
     return vals
 
 
+def parse_json_object(text: str) -> dict:
+    """'{"a": 1}' -> {'a': 1}, with a message a user can act on."""
+    import json
+
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise argparse.ArgumentTypeError(f"expected a JSON object like '{{\"top_k\": 1}}' ({e})") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object (got {type(value).__name__})")
+    return value
+
+
+def bench_endpoint_options(args: argparse.Namespace) -> dict:
+    """run_benchmark keywords of the options that shape requests to another server."""
+    return {"tokenizer_path": args.tokenizer, "ignore_eos": not args.no_ignore_eos, "extra_body": args.extra_body}
+
+
 def add_bench_options(p: argparse.ArgumentParser) -> None:
     """Options shared by `bench` in the CLI and the magic."""
     p.add_argument("recipe", nargs="?", help="recipe YAML path or shipped recipe name (e.g. baseline)")
@@ -42,6 +60,12 @@ def add_bench_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--discount", type=float, default=0.0, help="discount off the on-demand rate, 0..1")
     p.add_argument("--results-dir", default=None, help="where results JSON and charts go (default ./results)")
     p.add_argument("--api", choices=["chat", "completions"], default="chat")
+    p.add_argument("--tokenizer", default=None,
+                   help="model folder whose tokenizer sizes the prompts for --url (default: 4 characters a token)")
+    p.add_argument("--no-ignore-eos", action="store_true",
+                   help="do not send vLLM's ignore_eos (for servers that reject it; outputs may end early)")
+    p.add_argument("--extra-body", type=parse_json_object, default=None,
+                   help="JSON object merged into every request, e.g. '{\"logit_bias\": {\"2\": -100}}'")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -102,7 +126,7 @@ def _bench(args) -> int:
         endpoint = sagemaker_endpoint(args.sagemaker_endpoint, region=args.region)
     kw = dict(concurrency=args.concurrency, num_prompts=args.prompts, max_tokens=args.max_tokens,
               input_scale=args.input_scale, request_rate=args.rate, warmup=args.warmup, instance=args.instance,
-              discount=args.discount, results_dir=args.results_dir, api=args.api)
+              discount=args.discount, results_dir=args.results_dir, api=args.api, **bench_endpoint_options(args))
     results = []
     try:
         if args.baseline:

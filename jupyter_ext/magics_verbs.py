@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from IPython.display import display, update_display
 
 from .bench.background import BackgroundBenchmark
+from .cli import bench_endpoint_options
 from .errors import OptimizeError, ResultFileError
 
 if TYPE_CHECKING:
@@ -164,7 +165,8 @@ def _bench_job(m: "OptimizeMagics", a: argparse.Namespace) -> LiveBenchmark:
         server=None if a.url else m.served(recipe), baseline_server=m.served(baseline),
         heartbeat_s=5.0 if in_kernel else None, concurrency=a.concurrency, num_prompts=a.prompts,
         max_tokens=a.max_tokens, input_scale=a.input_scale, request_rate=a.rate, warmup=a.warmup,
-        instance=a.instance, discount=a.discount, results_dir=a.results_dir, api=a.api, progress=True)
+        instance=a.instance, discount=a.discount, results_dir=a.results_dir, api=a.api, progress=True,
+        **bench_endpoint_options(a))
 
 
 def verb_bench(m: "OptimizeMagics", a: argparse.Namespace) -> Any:

@@ -37,6 +37,10 @@ def test_bad_input_is_a_named_error_and_writes_nothing(capsys, tmp_path):
     assert code == 2 and "ml." in err and not (tmp_path / "r").exists()
     with pytest.raises(SystemExit):  # argparse: "expected whole numbers separated by commas"
         main(["bench", "baseline", "--concurrency", "1,x"])
+    for bad_json in ("{not json", "[1, 2]"):
+        with pytest.raises(SystemExit):
+            main(["bench", "--url", "http://127.0.0.1:9", "--extra-body", bad_json])
+        assert "JSON object" in capsys.readouterr().err
 
 
 def test_catalog_verbs(capsys):

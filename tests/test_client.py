@@ -36,6 +36,28 @@ def test_ttft_and_itl_match_the_schedule(schedule_server_factory, tmp_path):
     assert 3.0 < ratio < 4.5
 
 
+def test_requests_for_servers_other_than_vllm(schedule_server_factory, tmp_path):
+    """No ignore_eos, a logit bias merged into every body, prompts sized by a real tokenizer."""
+    from jupyter_ext.bench.client import Endpoint
+    from jupyter_ext.bench.workload import build_workload
+
+    prompt = build_workload(1, 8).prompts[0]
+    body = Endpoint("http://x", "m", ignore_eos=False, extra_body={"logit_bias": {"2": -100}}).body(prompt, 8)
+    assert "ignore_eos" not in body and body["logit_bias"] == {"2": -100} and body["stream"] is True
+    srv = schedule_server_factory(ttft_ms=5, itl_ms=2)
+    r = bench(srv.base_url, tmp_path, concurrency=[1], num_prompts=2, ignore_eos=False,
+              extra_body={"logit_bias": {"2": -100}})
+    assert r.status == "complete" and r.level(1).metrics.failed == 0
+    assert r.endpoint["ignore_eos"] is False and r.endpoint["extra_body"] == {"logit_bias": {"2": -100}}
+    assert r.workload["token_counts"].startswith("estimated")
+    from jupyter_ext import defaults
+    from jupyter_ext.engine import model_folder
+
+    sized = bench(srv.base_url, tmp_path, concurrency=[1], num_prompts=2,
+                  tokenizer_path=model_folder(defaults.DEFAULT_MODEL))
+    assert sized.workload["token_counts"] == "model tokenizer"
+
+
 def test_results_round_trip_and_compare(schedule_server_factory, tmp_path):
     fast = bench(schedule_server_factory(ttft_ms=20, itl_ms=5).base_url, tmp_path, name="fast")
     slow = bench(schedule_server_factory(ttft_ms=20, itl_ms=10).base_url, tmp_path, name="slow")

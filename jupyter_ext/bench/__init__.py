@@ -51,10 +51,14 @@ def run_benchmark(recipe: Recipe | str | None = None, *, url: str | None = None,
                   server=None, endpoint: Endpoint | None = None, progress: bool = True,
                   stop: threading.Event | None = None,
                   on_level: Callable[[LevelResult], None] | None = None,
-                  on_request: Callable[[RequestSample], None] | None = None, seed: int = 0) -> BenchResult:
+                  on_request: Callable[[RequestSample], None] | None = None, seed: int = 0,
+                  tokenizer_path: str | Path | None = None, ignore_eos: bool = True,
+                  extra_body: dict | None = None) -> BenchResult:
     """Benchmark a recipe on a local vLLM server it starts (and always stops), an already
     running `server` (engine.LocalServer), any OpenAI-compatible `url`, or an `endpoint`
-    (e.g. bench.sagemaker_stream.sagemaker_endpoint(...) for a SageMaker endpoint)."""
+    (e.g. bench.sagemaker_stream.sagemaker_endpoint(...) for a SageMaker endpoint).
+    `tokenizer_path` (a model folder) sizes the prompts in real tokens when the served
+    model's own folder is unknown (a URL or endpoint); otherwise 4 characters make a token."""
     from ..catalog import get_instance
 
     if recipe is None and url is None and server is None and endpoint is None:
@@ -73,8 +77,8 @@ def run_benchmark(recipe: Recipe | str | None = None, *, url: str | None = None,
     def run(base_url: str, served: str, model_path: str | None, server_info: dict | None,
             alive: Callable[[], bool] | None) -> BenchResult:
         workload = build_workload(max(spec.requests_at(c) for c in spec.concurrency), max_tokens,
-                                  input_scale, seed, tokenizer_path=model_path)
-        ep = endpoint or Endpoint(base_url, served, api=api)
+                                  input_scale, seed, tokenizer_path=model_path or tokenizer_path)
+        ep = endpoint or Endpoint(base_url, served, api=api, ignore_eos=ignore_eos, extra_body=dict(extra_body or {}))
         result = BenchResult(name=name, recipe=recipe.to_dict() if recipe else None, endpoint=ep.to_dict(),
                              workload=workload.summary(), server=server_info, instance=instance, discount=discount)
         if recipe is not None and recipe.engine.weights == "dummy":

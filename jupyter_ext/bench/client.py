@@ -24,7 +24,9 @@ class Endpoint:
     """Where to send requests. `api` is 'chat' (/v1/chat/completions) or 'completions'.
 
     `ignore_eos` is a vLLM extension that makes every request produce exactly max_tokens,
-    as benchmark harnesses do; turn it off for servers that reject unknown fields."""
+    as benchmark harnesses do; turn it off for servers that reject unknown fields.
+    `extra_body` is merged into every request body (e.g. a `logit_bias` that bans the end
+    token on a server without `ignore_eos`)."""
 
     base_url: str
     model: str
@@ -34,6 +36,7 @@ class Endpoint:
     temperature: float = 0.0
     request_timeout_s: float = 600.0
     transport: Any = None  # e.g. SageMakerTransport: signs requests, decodes its stream
+    extra_body: dict[str, Any] = field(default_factory=dict)
 
     @property
     def url(self) -> str:
@@ -49,12 +52,15 @@ class Endpoint:
             b["prompt"] = prompt.text()
         if self.ignore_eos:
             b["ignore_eos"] = True
+        b.update(self.extra_body)
         return b
 
     def to_dict(self) -> dict:
         # Header values may hold credentials: keep their names only.
         d = {"base_url": self.base_url, "model": self.model, "api": self.api,
              "headers": sorted(self.headers), "ignore_eos": self.ignore_eos, "temperature": self.temperature}
+        if self.extra_body:
+            d["extra_body"] = self.extra_body
         if self.transport is not None:
             d.update(self.transport.describe())
         return d

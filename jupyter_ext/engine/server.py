@@ -53,11 +53,14 @@ def http_ok(url: str, timeout: float = 2.0) -> bool:
 
 
 class LocalServer:
-    """One vLLM server process. Use as a context manager, or call start()/stop()."""
+    """One vLLM server process. Use as a context manager, or call start()/stop().
+    `health_path` is polled for readiness (vLLM's /health; another OpenAI-compatible server
+    may only have /v1/models)."""
 
     def __init__(self, command: ServerCommand, host: str, port: int, log_path: Path,
-                 start_timeout_s: float = 600.0):
+                 start_timeout_s: float = 600.0, health_path: str = "/health"):
         self.command = command
+        self.health_path = health_path
         self.host, self.port = host, port
         self.log_path = log_path
         self.start_timeout_s = start_timeout_s
@@ -101,14 +104,14 @@ class LocalServer:
         while True:
             if self.process.poll() is not None:
                 raise EngineStartError(
-                    f"the vLLM server exited with code {self.process.returncode} before it was ready.\n"
+                    f"the server exited with code {self.process.returncode} before it was ready.\n"
                     f"Last lines of {self.log_path}:\n{log_tail(self.log_path)}")
-            if http_ok(f"{self.base_url}/health"):
+            if http_ok(f"{self.base_url}{self.health_path}"):
                 self.ready_after_s = time.monotonic() - self.started_at
                 return
             if time.monotonic() > deadline:
                 raise EngineStartError(
-                    f"the vLLM server was not healthy after {self.start_timeout_s:.0f} s (raise "
+                    f"the server was not healthy after {self.start_timeout_s:.0f} s (raise "
                     f"start_timeout_s if the host is slow).\nLast lines of {self.log_path}:\n{log_tail(self.log_path)}")
             if on_wait:
                 on_wait(time.monotonic() - self.started_at)
