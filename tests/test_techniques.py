@@ -119,6 +119,43 @@ def test_a_failed_build_leaves_nothing_behind(tmp_path):
     assert is_built(final) and (final / "whole.bin").is_file()
 
 
+def _fake_awq_child(tmp_path, script: str):
+    import subprocess
+    import sys
+
+    log = tmp_path / "awq-run.log"
+    log.write_text("")
+    out = open(log, "a")
+    return subprocess.Popen([sys.executable, "-c", script], stdout=out, stderr=subprocess.STDOUT), log
+
+
+def test_awq_progress_follows_the_layers_in_the_child_log(tmp_path, monkeypatch):
+    seen = []
+    import tqdm.auto
+
+    class Bar(tqdm.auto.tqdm):
+        def update(self, n=1):
+            seen.append(n)
+            return super().update(n)
+
+    monkeypatch.setattr(tqdm.auto, "tqdm", Bar)
+    script = ("import sys, time\n"
+              "for i in range(3):\n"
+              "    print(f'Grid search for model.layers.{i}.self_attn', flush=True); time.sleep(1.2)\n")
+    proc, log = _fake_awq_child(tmp_path, script)
+    assert quantize_mod._follow_awq_child(proc, log, 3, "m", timeout_s=60) == 0
+    assert sum(seen) == 3 and len(seen) >= 2  # moved while the child ran, not only at the end
+
+
+def test_a_stuck_awq_child_times_out_and_is_stopped(tmp_path):
+    proc, log = _fake_awq_child(tmp_path, "import time; time.sleep(60)")
+    try:
+        code = quantize_mod._follow_awq_child(proc, log, None, "m", timeout_s=1)
+    finally:
+        proc.kill()
+    assert code == "timeout after 1 s"
+
+
 def test_self_draft_keeps_the_first_layers_and_is_cached(tmp_path):
     from safetensors import safe_open
 

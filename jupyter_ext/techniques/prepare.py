@@ -70,9 +70,17 @@ def timed_start(recipe: Recipe, artifacts: Artifacts, start_timeout_s: float = 9
     cmd = build_server_command(recipe, artifacts.model_path, "127.0.0.1", port, draft_path=artifacts.draft_path,
                                compile_cache_dir=artifacts.compile_cache_dir, platform=engine_platform())
     srv = LocalServer(cmd, "127.0.0.1", port, run_dir(recipe.name) / "server.log", start_timeout_s)
-    with srv.start():
-        first_token(srv.base_url, cmd.served_model_name)
-        first = time.monotonic() - srv.started_at
+    from tqdm.auto import tqdm
+
+    with tqdm(desc=f"starting {recipe.name} (compiles on a cold cache)", unit="s", leave=False,
+              bar_format="{desc}: {n:.0f} s") as bar:
+        def waited(elapsed_s: float) -> None:
+            bar.n = elapsed_s
+            bar.refresh()
+
+        with srv.start(on_wait=waited):
+            first_token(srv.base_url, cmd.served_model_name)
+            first = time.monotonic() - srv.started_at
     log = srv.log_path.read_text(errors="replace")
     out = {"ready_after_s": srv.ready_after_s, "first_token_after_s": first, "log": str(srv.log_path),
            **compile_log_summary(log)}

@@ -16,8 +16,10 @@ from __future__ import annotations
 import hashlib
 import json
 import platform
+import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from ..errors import RecipeError, TechniqueUnavailableError
@@ -152,18 +154,58 @@ def awq_checkpoint(recipe: Recipe, model_path: Path, cache_dir: Path, timeout_s:
 
 
 def _run_awq_child(model_path: Path, out: Path, opts: dict, timeout_s: float) -> None:
-    """Run awq_run in a child process, its output in out/awq-run.log (watch it to follow progress)."""
+    """Run awq_run in a child process, its output in out/awq-run.log, with a progress bar
+    over the model's layers (read from that log). Ctrl-C or a timeout stops the child; the
+    caller's write-then-rename then leaves nothing in the cache."""
     log_path = out / "awq-run.log"
     cmd = [sys.executable, "-m", "jupyter_ext.techniques.awq_run", str(model_path), str(out), json.dumps(opts)]
     with open(log_path, "w") as log:
-        try:
-            code = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, timeout=timeout_s).returncode
-        except subprocess.TimeoutExpired:
-            code = f"timeout after {timeout_s:.0f} s"
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        code = _follow_awq_child(proc, log_path, _num_layers(model_path), model_path.name, timeout_s)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
     if code != 0:
         tail = "\n".join(log_path.read_text(errors="replace").strip().splitlines()[-20:])
         raise TechniqueUnavailableError(f"AWQ quantization of {model_path.name} failed ({code}); nothing was "
                                         f"cached. Last lines of its log:\n{tail}")
+
+
+_LAYER_RE = re.compile(rb"model\.layers\.(\d+)\.")
+
+
+def _num_layers(model_path: Path) -> int | None:
+    try:
+        return int(json.loads((model_path / "config.json").read_text())["num_hidden_layers"])
+    except (OSError, KeyError, ValueError):
+        return None
+
+
+def _follow_awq_child(proc: subprocess.Popen, log_path: Path, layers: int | None, name: str,
+                      timeout_s: float) -> int | str:
+    """Wait for the child, moving a bar to the deepest layer its log has reached."""
+    from tqdm.auto import tqdm
+
+    deadline = time.monotonic() + timeout_s
+    done, offset = 0, 0
+    with tqdm(total=layers, desc=f"AWQ {name}", unit="layer", leave=False) as bar:
+        while proc.poll() is None:
+            if time.monotonic() > deadline:
+                return f"timeout after {timeout_s:.0f} s"
+            with open(log_path, "rb") as f:
+                f.seek(offset)
+                chunk = f.read()
+            offset += len(chunk)
+            reached = [int(m) + 1 for m in _LAYER_RE.findall(chunk)]
+            if reached and max(reached) > done:
+                bar.update(max(reached) - done)
+                done = max(reached)
+            time.sleep(1.0)
+        if layers and proc.returncode == 0:
+            bar.update(layers - done)
+    return proc.returncode
 
 
 # -- can vLLM run it here? ---------------------------------------------------------------
