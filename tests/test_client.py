@@ -36,6 +36,19 @@ def test_ttft_and_itl_match_the_schedule(schedule_server_factory, tmp_path):
     assert 3.0 < ratio < 4.5
 
 
+def test_the_clock_starts_when_the_request_is_written(schedule_server_factory, tmp_path):
+    """64 streams at once on fresh connections: the event loop connects and writes them one
+    after another. That wait is client-side queue time, not TTFT, and the clock never starts
+    after the server's schedule did (TTFT below the schedule would mean a late stamp)."""
+    srv = schedule_server_factory(ttft_ms=100, itl_ms=10)
+    r = bench(srv.base_url, tmp_path, concurrency=[64], num_prompts=64, max_tokens=5)
+    ok = [s for s in r.level(64).samples if s.ok]
+    assert len(ok) == 64
+    assert all(s.queue_s >= s.send_s >= 0 for s in ok) and max(s.send_s for s in ok) > 0
+    assert min(s.ttft_s for s in ok) >= 0.100
+    assert r.level(64).metrics.queue.p50 > 0  # reported apart, in the queue column
+
+
 def test_requests_for_servers_other_than_vllm(schedule_server_factory, tmp_path):
     """No ignore_eos, a logit bias merged into every body, prompts sized by a real tokenizer."""
     from jupyter_ext.bench.client import Endpoint

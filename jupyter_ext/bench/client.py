@@ -2,8 +2,11 @@
 
 It is built not to be the bottleneck: one aiohttp session with no connection-pool cap
 (aiohttp's default caps at 100), a large read buffer, and timing taken on the monotonic
-clock the moment each server-sent event is read. Requests ask for `include_usage` so token
-counts come from the server, not from a local tokenizer.
+clock the moment each server-sent event is read. The clock of a request starts when its
+last byte is written to the socket (aiohttp's request-chunk trace): with many streams
+started at once, one event loop opens connections and writes requests one after another,
+and that client-side wait is reported as queue time, not counted in TTFT. Requests ask for
+`include_usage` so token counts come from the server, not from a local tokenizer.
 """
 
 from __future__ import annotations
@@ -77,13 +80,22 @@ class Endpoint:
 
 
 def new_session(endpoint: Endpoint):
-    """An aiohttp session with no pool cap and a large read buffer."""
+    """An aiohttp session with no pool cap, a large read buffer, and a trace that stamps the
+    moment each request's body is written (`trace_request_ctx` of the request)."""
     import aiohttp
 
     connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, ttl_dns_cache=300)
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=endpoint.request_timeout_s)
+    trace = aiohttp.TraceConfig()
+    trace.on_request_chunk_sent.append(_stamp_written)
     return aiohttp.ClientSession(connector=connector, timeout=timeout, read_bufsize=READ_BUFSIZE,
-                                 headers=endpoint.headers)
+                                 headers=endpoint.headers, trace_configs=[trace])
+
+
+async def _stamp_written(_session, ctx, _params) -> None:
+    stamps = ctx.trace_request_ctx
+    if isinstance(stamps, dict):
+        stamps["written"] = time.perf_counter()  # the last body chunk wins
 
 
 def _content_of(event: dict) -> str:
@@ -108,8 +120,15 @@ async def stream_request(session, endpoint: Endpoint, prompt: Prompt, max_tokens
                            queue_s=max(0.0, sent - due_at) if due_at is not None else 0.0)
     chunks: list[float] = []
     text: list[str] = []
+    stamps: dict[str, float] = {}
     try:
-        async with session.post(url, data=payload, headers=headers) as resp:
+        async with session.post(url, data=payload, headers=headers, trace_request_ctx=stamps) as resp:
+            # From here on, times count from the last byte written (see the module docstring).
+            written = stamps.get("written", sent)
+            if written > sent:
+                sample.send_s = written - sent
+                sample.queue_s += sample.send_s
+                sample.sent_at = sent = written
             if resp.status != 200:
                 detail = (await resp.text())[:300]
                 sample.error = f"HTTP {resp.status}: {detail}"

@@ -28,8 +28,9 @@ class RequestSample:
 
     prompt_index: int
     ok: bool
-    sent_at: float = 0.0  # monotonic time the request was sent (absolute)
-    queue_s: float = 0.0
+    sent_at: float = 0.0  # monotonic time the request's last byte was written (absolute)
+    queue_s: float = 0.0  # client-side wait before that: a free slot (rate mode), connect, event loop
+    send_s: float = 0.0  # the part of queue_s between issuing the request and its last byte written
     ttft_s: float | None = None
     e2el_s: float | None = None
     chunk_times_s: list[float] = field(default_factory=list)  # content events, relative to send
