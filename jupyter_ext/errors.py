@@ -82,3 +82,7 @@ class AutoscaleError(OptimizeError):
 
 class SimulationError(OptimizeError):
     """A fleet simulation was given inconsistent inputs."""
+
+
+class SlowOnThisHostWarning(UserWarning):
+    """A recipe runs, but a setting is known to be slow on this host (the message says what to change)."""

@@ -32,6 +32,31 @@ def test_recipe_engine_settings_pass_through():
     assert "--kv-cache-memory-bytes" not in gpu.argv and gpu.env["VLLM_USE_FLASHINFER_SAMPLER"] == "0"
 
 
+def test_bf16_on_a_cpu_without_bf16_instructions_is_flagged(monkeypatch):
+    from jupyter_ext.engine import args
+
+    bf16 = recipe_from_dict({"name": "x"})  # dtype auto: vLLM picks bf16 on CPU
+    fp32 = recipe_from_dict({"name": "x", "engine": {"dtype": "float32"}})
+    monkeypatch.setattr(args, "cpu_flags", lambda: {"avx2", "avx512f"})
+    assert args.bf16_is_emulated_here(bf16, "cpu")
+    assert not args.bf16_is_emulated_here(fp32, "cpu") and not args.bf16_is_emulated_here(bf16, "cuda")
+    monkeypatch.setattr(args, "cpu_flags", lambda: {"avx2", "avx512f", "avx512_bf16"})
+    assert not args.bf16_is_emulated_here(bf16, "cpu")
+
+
+def test_server_for_a_bf16_recipe_warns_on_a_host_that_emulates_bf16(monkeypatch, tmp_path):
+    from jupyter_ext.engine import args, server
+    from jupyter_ext.errors import SlowOnThisHostWarning
+
+    monkeypatch.setattr(args, "cpu_flags", lambda: {"avx2"})
+    monkeypatch.setattr(server, "engine_platform", lambda: "cpu")
+    model = tmp_path / "m"
+    model.mkdir()
+    with pytest.warns(SlowOnThisHostWarning, match="engine.dtype: float32"):
+        srv = server_for_recipe(recipe_from_dict({"name": "x"}), model_path=str(model))
+    assert srv.port > 0
+
+
 def test_models_without_local_weights_are_refused_before_start():
     with pytest.raises(ModelFilesError, match="weights: dummy"):
         server_for_recipe(recipe_from_dict({"name": "x", "model": "meta-textgeneration-llama-3-8b-instruct"}))

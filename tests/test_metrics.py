@@ -58,3 +58,17 @@ def test_single_token_requests_have_no_tpot_and_empty_levels_are_nan():
 def test_percentiles_round_trip():
     p = Percentiles.of([0.3, 0.1, 0.2])
     assert Percentiles(**p.to_dict()) == p and p.min == 0.1 and p.max == 0.3
+
+
+def test_machine_label_is_the_same_in_every_process():
+    """Results from different runs on one host must say so: the host label may not use
+    Python's per-process randomized str hash."""
+    import os
+    import subprocess
+    import sys
+
+    code = "from jupyter_ext.bench.result import machine_description as m; print(m()['hostname_hash'])"
+    seen = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                           env={**os.environ, "PYTHONHASHSEED": seed}).stdout.strip()
+            for seed in ("1", "2")}
+    assert len(seen) == 1 and len(seen.pop()) == 8

