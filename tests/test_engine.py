@@ -32,6 +32,15 @@ def test_recipe_engine_settings_pass_through():
     assert "--kv-cache-memory-bytes" not in gpu.argv and gpu.env["VLLM_USE_FLASHINFER_SAMPLER"] == "0"
 
 
+def test_awq_on_cuda_takes_marlin_unless_the_recipe_says_otherwise():
+    awq = recipe_from_dict({"name": "x", "engine": {"dtype": "float16"}, "quantize": {"method": "awq"}})
+    assert build_server_command(awq, "/m", "127.0.0.1", 8000, platform="cuda").env["VLLM_DISABLED_KERNELS"] == "MacheteLinearKernel"
+    assert "VLLM_DISABLED_KERNELS" not in build_server_command(awq, "/m", "127.0.0.1", 8000, platform="cpu").env
+    mine = recipe_from_dict({"name": "x", "engine": {"dtype": "float16", "env": {"VLLM_DISABLED_KERNELS": ""}},
+                             "quantize": {"method": "awq"}})
+    assert build_server_command(mine, "/m", "127.0.0.1", 8000, platform="cuda").env["VLLM_DISABLED_KERNELS"] == ""
+
+
 def test_bf16_on_a_cpu_without_bf16_instructions_is_flagged(monkeypatch):
     from jupyter_ext.engine import args
 

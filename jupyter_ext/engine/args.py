@@ -157,6 +157,10 @@ def build_server_command(recipe: Recipe, model_path: str, host: str, port: int,
         argv += ["--kv-cache-memory-bytes", str(int(kv_gb * 2**30))]
     argv += list(e.extra_args)
     env = _cpu_env(recipe) if platform == "cpu" else {"VLLM_USE_FLASHINFER_SAMPLER": "0"}
+    if platform == "cuda" and recipe.quantize is not None and recipe.quantize.method == "awq":
+        # vLLM takes Machete for W4A16 on Hopper; Marlin measured 1.21x faster at batch 1 and
+        # 1.13x at 16, equal at 64 (benchmarks/RESULTS.md, H200). engine.env can override.
+        env["VLLM_DISABLED_KERNELS"] = "MacheteLinearKernel"
     if compiled:
         from ..techniques.compile import compile_env
 
