@@ -62,10 +62,7 @@ def runs(group: str) -> list[tuple[dict, Path]]:
         eng = {"weights": "dummy", "max_model_len": 2048, "gpu_memory_utilization": 0.85}
         comp = {"enabled": True, "cache": False}
         bf16 = ({"name": "llama8b-bf16-compiled", "model": LLAMA, "engine": {**eng, "dtype": "bfloat16"}, "compile": comp}, base)
-        # engine/args.py disables Machete for AWQ on CUDA (Marlin measured faster); the empty
-        # value gives vLLM its own kernel choice back for this row.
-        awq = ({"name": "llama8b-awq-compiled", "model": LLAMA, "compile": comp,
-                "engine": {**eng, "dtype": "float16", "env": {"VLLM_DISABLED_KERNELS": ""}}},
+        awq = ({"name": "llama8b-awq-compiled", "model": LLAMA, "engine": {**eng, "dtype": "float16"}, "compile": comp},
                awq_dummy_folder(base))
         if group == "llama-awq":
             # vLLM picks the first W4A16 kernel that can run a layer (Machete on Hopper); Marlin

@@ -56,14 +56,12 @@ def package_versions() -> dict[str, str]:
 
 
 def machine_description() -> dict[str, Any]:
-    cpu, flags = platform.processor() or platform.machine(), ""
+    from ..engine.args import cpu_flags
+
+    cpu, flags = platform.processor() or platform.machine(), cpu_flags()
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-            elif line.startswith("flags"):
-                flags = line + " "
-                break
+        cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
+                    if ln.startswith("model name")), cpu)
     except OSError:
         pass
     mem_gib = None
@@ -71,7 +69,7 @@ def machine_description() -> dict[str, Any]:
         mem_gib = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
     except (ValueError, OSError):
         pass
-    isa = [x for x in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f" {x} " in flags]
+    isa = [x for x in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if x in flags]
     return {"platform": platform.platform(), "cpu": cpu, "cores": os.cpu_count(), "memory_gib": mem_gib,
             "isa": isa, "hostname_hash": hashlib.sha256(platform.node().encode()).hexdigest()[:8]}
 

@@ -222,13 +222,9 @@ print(json.dumps(out))
 
 
 def _host_key() -> str:
-    flags = ""
-    try:
-        flags = next((ln for ln in Path("/proc/cpuinfo").read_text().splitlines() if ln.startswith("flags")), "")
-    except OSError:
-        pass
-    from ..engine.args import vllm_version
+    from ..engine.args import cpu_flags, vllm_version
 
+    flags = " ".join(sorted(cpu_flags()))
     return hashlib.sha256(f"{platform.machine()}|{flags}|{vllm_version()}".encode()).hexdigest()[:12]
 
 
