@@ -24,7 +24,7 @@ from jupyter_ext.bench.result import machine_description, package_versions  # no
 from jupyter_ext.engine import model_folder  # noqa: E402
 from jupyter_ext.recipes import load_recipe  # noqa: E402
 from jupyter_ext.techniques import prepare_artifacts  # noqa: E402
-from jupyter_ext.techniques.artifacts import read_marker  # noqa: E402
+from jupyter_ext.store.artifacts import read_marker  # noqa: E402
 from jupyter_ext.techniques.quantize_eval import evaluate_awq  # noqa: E402
 
 

@@ -35,7 +35,7 @@ sys.path.insert(0, str(HERE.parent))
 
 from jupyter_ext.bench import run_benchmark  # noqa: E402
 from jupyter_ext.engine import LocalServer, build_server_command, free_port  # noqa: E402
-from jupyter_ext.engine.dummy_model import dummy_model_folder  # noqa: E402
+from jupyter_ext.store.dummy_model import dummy_model_folder  # noqa: E402
 from jupyter_ext.recipes import recipe_from_dict  # noqa: E402
 
 LLAMA = "meta-textgeneration-llama-3-8b-instruct"

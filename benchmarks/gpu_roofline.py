@@ -18,7 +18,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from jupyter_ext.catalog import predict_decode  # noqa: E402
+from jupyter_ext.planning import predict_decode  # noqa: E402
 
 PRECISION = {"llama8b-bf16-eager": "bf16", "llama8b-bf16-compiled": "bf16", "llama8b-awq-compiled": "awq-int4",
              "llama8b-awq-marlin-compiled": "awq-int4", "llama8b-fp8-compiled": "fp8"}

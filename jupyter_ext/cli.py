@@ -156,14 +156,14 @@ def _ratios(results) -> str:
 
 
 def _simple(args) -> object:
-    from . import catalog, recipes
+    from . import catalog, planning, recipes
 
     if args.verb == "models":
         return catalog.list_models()
     if args.verb == "instances":
         return catalog.list_instances()
     if args.verb == "plan":
-        return catalog.plan(args.model, precision=args.precision, concurrency=args.concurrency,
+        return planning.plan(args.model, precision=args.precision, concurrency=args.concurrency,
                             input_tokens=args.input_tokens, output_tokens=args.output_tokens)
     if args.verb == "recipe":
         if args.action == "list":

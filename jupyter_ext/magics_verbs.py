@@ -70,7 +70,7 @@ def verb_instances(m: "OptimizeMagics", a: argparse.Namespace) -> Any:
 
 
 def verb_plan(m: "OptimizeMagics", a: argparse.Namespace) -> Any:
-    from .catalog import plan
+    from .planning import plan
 
     return plan(a.model, precision=a.precision, concurrency=a.concurrency,
                 input_tokens=a.input_tokens, output_tokens=a.output_tokens)

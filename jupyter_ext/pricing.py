@@ -19,6 +19,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Iterator
 
+from .catalog import get_instance
 from .catalog.specs import InstanceSpec, html_table, pricing_snapshot, text_table
 from .errors import PricingError
 
@@ -139,8 +140,6 @@ def instance_rate(instance: str | InstanceSpec | float, use_api: bool = False) -
     """
     if isinstance(instance, (int, float)) and not isinstance(instance, bool):
         return InstanceRate("custom", _rate(instance), "given by the caller")
-    from .catalog import get_instance  # late: the catalog package imports this module's users
-
     spec = get_instance(instance)
     where = f"local rate: {spec.rate_source}" if spec.kind == "cpu" else f"catalog snapshot: {spec.source}"
     snap = InstanceRate(spec.name, spec.usd_per_hour, where, spec.date)

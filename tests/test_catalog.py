@@ -8,18 +8,8 @@ import pytest
 import yaml
 
 from jupyter_ext import catalog
-from jupyter_ext.catalog import (
-    GPU_FAMILIES,
-    estimate_blended_price,
-    get_instance,
-    get_model,
-    list_instances,
-    list_models,
-    plan,
-    predict_decode,
-    set_local_rate,
-    weight_bytes,
-)
+from jupyter_ext.catalog import GPU_FAMILIES, get_instance, get_model, list_instances, list_models, set_local_rate
+from jupyter_ext.planning import estimate_blended_price, plan, predict_decode, weight_bytes
 from jupyter_ext.catalog.specs import DATA_DIR
 from jupyter_ext.errors import OptimizeError, PlanError, PricingError, UnknownInstanceError, UnknownModelError
 

@@ -42,7 +42,7 @@ def test_awq_on_cuda_takes_marlin_unless_the_recipe_says_otherwise():
 
 
 def test_bf16_on_a_cpu_without_bf16_instructions_is_flagged(monkeypatch):
-    from jupyter_ext.engine import args
+    from jupyter_ext.base import host as args
 
     bf16 = recipe_from_dict({"name": "x"})  # dtype auto: vLLM picks bf16 on CPU
     fp32 = recipe_from_dict({"name": "x", "engine": {"dtype": "float32"}})
@@ -144,7 +144,7 @@ def test_ctrl_c_stops_the_server_and_keeps_finished_levels(tmp_path, sig, code):
 
 def test_dummy_model_folder_has_the_catalog_shape_and_a_word_tokenizer(tmp_path):
     from jupyter_ext.bench.workload import tokenizer_counter
-    from jupyter_ext.engine.dummy_model import dummy_model_folder
+    from jupyter_ext.store.dummy_model import dummy_model_folder
 
     folder = dummy_model_folder("meta-textgeneration-llama-3-8b-instruct", dest_root=tmp_path)
     cfg = json.loads((folder / "config.json").read_text())

@@ -14,7 +14,7 @@ from jupyter_ext.errors import RecipeError, StackError, TechniqueUnavailableErro
 from jupyter_ext.recipes import load_recipe, recipe_from_dict
 from jupyter_ext.techniques import prepare_artifacts
 from jupyter_ext.techniques import quantize as quantize_mod
-from jupyter_ext.techniques.artifacts import building, is_built
+from jupyter_ext.store.artifacts import building, is_built
 from jupyter_ext.techniques.compile import compile_cache_dir, compile_env
 from jupyter_ext.techniques.speculative import (build_self_draft, check_same_tokenizer,
                                                 inactive_speculation_note)

@@ -42,12 +42,12 @@ def test_model_picker_shows_fit_and_price_for_the_chosen_model():
 
 def test_model_picker_shows_core_errors(monkeypatch):
     picker = ModelPicker()
-    from jupyter_ext import catalog
+    from jupyter_ext import planning
 
     def refuse(*a, **k):
         raise PlanError("concurrency too large for every instance")
 
-    monkeypatch.setattr(catalog, "plan", refuse)
+    monkeypatch.setattr(planning, "plan", refuse)
     picker.concurrency.value = 4000
     assert picker.message.text == "PlanError: concurrency too large for every instance"
     assert "jo-error" in picker.message.value

@@ -1,6 +1,6 @@
 """Pick a catalog model and see which instance types hold it, and at what price.
 
-The table is `catalog.plan(model, precision, concurrency)`: weights plus KV cache plus
+The table is `planning.plan(model, precision, concurrency)`: weights plus KV cache plus
 overhead against each instance's usable memory, with the cheapest fit named first.
 """
 
@@ -11,7 +11,7 @@ from typing import Any
 
 import ipywidgets as W
 
-from jupyter_ext import catalog, defaults
+from jupyter_ext import catalog, defaults, planning
 
 from .messages import MessageArea, shown_in
 
@@ -27,7 +27,7 @@ class ModelPicker(W.VBox):
         self.message = MessageArea()
         self.model = W.Dropdown(options=_model_options(), value=model, description="model",
                                 layout=W.Layout(width="560px"))
-        self.precision = W.Dropdown(options=list(catalog.PRECISIONS), value="fp16", description="precision")
+        self.precision = W.Dropdown(options=list(planning.PRECISIONS), value="fp16", description="precision")
         self.concurrency = W.BoundedIntText(value=1, min=1, max=4096, description="concurrency")
         self.details = W.HTML()
         self.table = W.HTML()
@@ -54,7 +54,7 @@ class ModelPicker(W.VBox):
             f"{html.escape(spec.license)}{' (EULA must be accepted)' if spec.eula_required else ''}; "
             f"{'runs on this machine' if spec.runnable_here else 'planned and priced here, run on SageMaker'}")
         self.table.value = ""
-        plan = catalog.plan(self.model.value, precision=self.precision.value,
+        plan = planning.plan(self.model.value, precision=self.precision.value,
                             concurrency=self.concurrency.value)
         self.plan = plan
         self.table.value = plan._repr_html_()

@@ -82,7 +82,7 @@ def run_benchmark(recipe: Recipe | str | None = None, *, url: str | None = None,
         result = BenchResult(name=name, recipe=recipe.to_dict() if recipe else None, endpoint=ep.to_dict(),
                              workload=workload.summary(), server=server_info, instance=instance, discount=discount)
         if recipe is not None and recipe.engine.weights == "dummy":
-            from ..engine.dummy_model import DUMMY_NOTE
+            from ..store.dummy_model import DUMMY_NOTE
 
             result.notes.append(DUMMY_NOTE)
 

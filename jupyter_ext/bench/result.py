@@ -56,7 +56,7 @@ def package_versions() -> dict[str, str]:
 
 
 def machine_description() -> dict[str, Any]:
-    from ..engine.args import cpu_flags
+    from ..base.host import cpu_flags
 
     cpu, flags = platform.processor() or platform.machine(), cpu_flags()
     try:
@@ -129,7 +129,7 @@ class BenchResult:
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write JSON atomically (temporary file + rename): a crash never leaves half a file."""
-        from ..recipes import atomic_write_text
+        from ..base.files import atomic_write_text
 
         p = atomic_write_text(Path(path), json.dumps(self.to_dict(), indent=1, allow_nan=True))
         self.path = str(p)

@@ -167,7 +167,3 @@ def _host_memory_gib() -> float | None:
     except (ValueError, OSError, AttributeError):  # not exposed on this OS
         return None
 
-
-# Last, because planner and roofline look models and instances up through this package.
-from .planner import PRECISIONS, Plan, PlanRow, plan, weight_bytes  # noqa: E402
-from .roofline import RooflineEstimate, estimate_blended_price, predict_decode  # noqa: E402

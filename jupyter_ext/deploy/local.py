@@ -19,10 +19,11 @@ import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from ..engine.model_files import cache_root
+from ..store.model_files import cache_root
 from ..engine.server import http_ok, log_tail, server_for_recipe
 from ..errors import DeployError, EndpointNotFoundError
-from ..recipes import Recipe, atomic_write_text, load_recipe
+from ..base.files import atomic_write_text
+from ..recipes import Recipe, load_recipe
 
 
 def state_dir() -> Path:

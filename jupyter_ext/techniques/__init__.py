@@ -54,8 +54,8 @@ def validate_techniques(recipe: Recipe) -> None:
 def check_host_support(recipe: Recipe, platform: str | None = None) -> None:
     """Refuse, before a server starts, a technique this host's engine cannot run
     (TechniqueUnavailableError with the reason and the alternatives)."""
-    from ..engine.args import engine_platform
-    from ..engine.model_files import cache_root
+    from ..base.host import engine_platform
+    from ..store.model_files import cache_root
     from .quantize import awq_runtime_check
 
     platform = platform or engine_platform()
@@ -74,7 +74,7 @@ def prepare_artifacts(recipe: Recipe, model_path: str | None = None, check_host:
 
     `check_host=False` builds artifacts even where this host cannot serve them (e.g. an AWQ
     checkpoint on an AVX2-only CPU, for its quality report or to deploy elsewhere)."""
-    from ..engine.model_files import cache_root, model_folder
+    from ..store.model_files import cache_root, model_folder
     from .compile import compile_cache_dir
 
     validate_techniques(recipe)
@@ -82,7 +82,7 @@ def prepare_artifacts(recipe: Recipe, model_path: str | None = None, check_host:
         check_host_support(recipe)
     if model_path is None:
         if recipe.engine.weights == "dummy":
-            from ..engine.dummy_model import dummy_model_folder
+            from ..store.dummy_model import dummy_model_folder
 
             model_path = str(dummy_model_folder(recipe.model))
         else:

@@ -19,7 +19,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..errors import TechniqueUnavailableError
-from ..recipes import Recipe, atomic_write_text, load_recipe
+from ..base.files import atomic_write_text
+from ..recipes import Recipe, load_recipe
 from . import Artifacts, check_host_support, prepare_artifacts
 from .compile import cache_state, compile_log_summary, compiled
 

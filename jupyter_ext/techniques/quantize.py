@@ -24,7 +24,7 @@ from pathlib import Path
 
 from ..errors import RecipeError, TechniqueUnavailableError
 from ..recipes import Recipe
-from .artifacts import artifact_dir, building, is_built, model_hash, options_key
+from ..store.artifacts import artifact_dir, building, is_built, model_hash, options_key
 
 GROUP_SIZE_PREFERENCE = (128, 64, 32)
 CALIBRATION_SEQ_TOKENS = 256
@@ -103,7 +103,7 @@ def _is_heldout(topic: str) -> bool:
 def builtin_texts(heldout: bool = False) -> list[str]:
     """Standard-library documentation passages, split by module into a calibration part and
     a held-out part (about a quarter), so perplexity is never measured on calibration text."""
-    from ..bench.workload import documentation_passages
+    from ..store.passages import documentation_passages
 
     return [text for topic, text in documentation_passages() if _is_heldout(topic) == heldout]
 
@@ -222,7 +222,7 @@ print(json.dumps(out))
 
 
 def _host_key() -> str:
-    from ..engine.args import cpu_flags, vllm_version
+    from ..base.host import cpu_flags, vllm_version
 
     flags = " ".join(sorted(cpu_flags()))
     return hashlib.sha256(f"{platform.machine()}|{flags}|{vllm_version()}".encode()).hexdigest()[:12]
@@ -240,7 +240,7 @@ def probe_int4_kernel(cache_dir: Path) -> dict:
         tail = "\n".join(proc.stderr.strip().splitlines()[-10:])
         raise TechniqueUnavailableError(f"could not probe vLLM's CPU int4 kernel:\n{tail}")
     result = json.loads(lines[-1])
-    from ..recipes import atomic_write_text
+    from ..base.files import atomic_write_text
 
     atomic_write_text(path, json.dumps(result))
     return result

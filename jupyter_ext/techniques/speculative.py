@@ -26,7 +26,7 @@ from typing import Any, Iterable
 
 from ..errors import RecipeError
 from ..recipes import Recipe
-from .artifacts import artifact_dir, building, is_built, model_hash
+from ..store.artifacts import artifact_dir, building, is_built, model_hash
 
 SELF_DRAFT_RE = re.compile(r"^self:(\d+)$")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja",
@@ -140,7 +140,7 @@ def resolve_draft(recipe: Recipe, target: Path, cache_dir: Path) -> Path | None:
     elif Path(spec.model).expanduser().is_dir():
         draft = Path(spec.model).expanduser().resolve()
     else:
-        from ..engine.model_files import model_folder
+        from ..store.model_files import model_folder
 
         draft = model_folder(spec.model)
     check_same_tokenizer(target, draft)

@@ -77,7 +77,7 @@ def gguf_to_hf_folder(gguf: Path, name: str, dest_root: Path | None = None) -> P
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         proc = subprocess.run(
-            [sys.executable, "-m", "jupyter_ext.engine.gguf_convert", str(gguf), str(tmp)],
+            [sys.executable, "-m", "jupyter_ext.store.gguf_convert", str(gguf), str(tmp)],
             capture_output=True, text=True)
         if proc.returncode != 0:
             tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-15:])

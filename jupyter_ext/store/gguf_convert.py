@@ -1,6 +1,6 @@
 """Child-process entry: dequantize a GGUF file into a Hugging Face model folder.
 
-Usage: python -m jupyter_ext.engine.gguf_convert MODEL.gguf OUT_DIR
+Usage: python -m jupyter_ext.store.gguf_convert MODEL.gguf OUT_DIR
 Run by `model_files.gguf_to_hf_folder`, which owns caching and the atomic rename.
 """
 
@@ -27,5 +27,5 @@ def convert(gguf: Path, out: Path) -> None:
 
 if __name__ == "__main__":
     if len(sys.argv) != 3:
-        sys.exit("usage: python -m jupyter_ext.engine.gguf_convert MODEL.gguf OUT_DIR")
+        sys.exit("usage: python -m jupyter_ext.store.gguf_convert MODEL.gguf OUT_DIR")
     convert(Path(sys.argv[1]), Path(sys.argv[2]))

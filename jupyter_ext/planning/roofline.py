@@ -15,15 +15,13 @@ numbers here are an ESTIMATE to rank options; bench/ measures the real thing.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from ..catalog import get_accelerator, get_instance, get_model
+from ..catalog.specs import GB, AcceleratorSpec, InstanceSpec, ModelSpec, html_table, text_table
 from ..errors import PlanError
-from . import get_accelerator, get_instance, get_model
+from ..pricing import BlendedPrice, blended_price
 from .planner import Precision, get_precision, kv_element_bytes, weight_bytes
-from .specs import GB, AcceleratorSpec, InstanceSpec, ModelSpec, html_table, text_table
-
-if TYPE_CHECKING:
-    from ..pricing import BlendedPrice
 
 # Fraction of peak HBM bandwidth decode kernels reach (typically 70-85% on recent GPUs).
 BANDWIDTH_EFFICIENCY = 0.80
@@ -209,8 +207,6 @@ def estimate_blended_price(
 
     The estimate's per-sequence inter-token latency stands in for the measured p50.
     """
-    from ..pricing import blended_price  # late: pricing imports the catalog package
-
     spec = get_instance(instance)
     est = predict_decode(model, precision, concurrency, spec)
     return blended_price(spec.usd_per_hour, est.inter_token_latency_s, concurrency, discount,

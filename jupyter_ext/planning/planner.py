@@ -20,8 +20,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable
 
 from ..errors import PlanError
-from . import get_instance, get_model, list_instances
-from .specs import GB, InstanceSpec, ModelSpec, html_table, text_table
+from ..catalog import get_instance, get_model, list_instances
+from ..catalog.specs import GB, InstanceSpec, ModelSpec, html_table, text_table
 
 USABLE_FRACTION = 0.90
 USABLE_FRACTION_CPU = 0.80  # leave room for the OS, the notebook and the benchmark client

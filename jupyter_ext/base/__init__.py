@@ -1,0 +1,1 @@
+"""The base layer: host facts and file helpers that every other layer may use (imports nothing above `errors`)."""
