@@ -54,7 +54,8 @@ def test_bf16_on_a_cpu_without_bf16_instructions_is_flagged(monkeypatch):
 
 
 def test_server_for_a_bf16_recipe_warns_on_a_host_that_emulates_bf16(monkeypatch, tmp_path):
-    from jupyter_ext.engine import args, server
+    from jupyter_ext.base import host as args
+    from jupyter_ext.engine import server
     from jupyter_ext.errors import SlowOnThisHostWarning
 
     monkeypatch.setattr(args, "cpu_flags", lambda: {"avx2"})
