@@ -1,9 +1,11 @@
 """Recipes: one YAML file that says which model to serve and which techniques to stack.
 
-A recipe is validated by one pydantic schema. Every invalid field becomes a `RecipeError`
-that names the field, what was given and what is expected, so a user can fix the file
-without reading this module. Stacking rules live in `check_stack`, one table of
-(technique, technique, target, reason) so the rules read as data.
+A recipe is validated by one pydantic schema. Its technique sections (`speculative`,
+`quantize`, `compile`) take the schemas the techniques registry holds, one per method, so
+a new technique module is a new accepted `method` without an edit here. Every invalid
+field becomes a `RecipeError` that names the field, what was given and what is expected,
+so a user can fix the file without reading this module. Stacking rules live in
+`check_stack`, one table of (technique, technique, target, reason) so the rules read as data.
 """
 
 from __future__ import annotations
@@ -14,19 +16,28 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator
 
 from .base.files import atomic_write_text
+from .base.schema import Strict
 from .errors import RecipeError, StackError
+from .techniques import section_methods, section_schemas, technique_names, validate_techniques
+from .techniques.registry import SECTIONS
+# The built-in sections' schemas, importable from here as before the registry.
+from .techniques.compile import Compilation
+from .techniques.fp8 import Fp8Quantization
+from .techniques.quantize import AwqQuantization
+from .techniques.speculative import DraftModelSpeculation, NgramSpeculation
 
 INSTANCE_TYPE_RE = re.compile(r"^ml\.[a-z][a-z0-9-]*\.[0-9]*x?large$|^ml\.[a-z][a-z0-9-]*\.(medium|large)$")
 
+__all__ = ["Recipe", "EngineSettings", "Speculation", "Quantization", "Compilation", "NgramSpeculation",
+           "DraftModelSpeculation", "AwqQuantization", "Fp8Quantization", "recipe_from_dict", "recipe_from_yaml",
+           "load_recipe", "list_recipes", "shipped_recipes_dir", "resolve_recipe_path", "check_stack",
+           "STACK_RULES", "atomic_write_text"]
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
-
-class EngineSettings(_Strict):
+class EngineSettings(Strict):
     """Settings passed through to the vLLM server (and, on CPU, to its environment)."""
 
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
@@ -48,45 +59,21 @@ class EngineSettings(_Strict):
     env: dict[str, str] = Field(default_factory=dict)
 
 
-class NgramSpeculation(_Strict):
-    """Prompt-lookup speculation: propose the continuation of a matching n-gram in the context."""
-
-    method: Literal["ngram"]
-    num_tokens: int = Field(4, gt=0, le=16)
-    prompt_lookup_min: int = Field(2, gt=0)
-    prompt_lookup_max: int = Field(4, gt=0)
-
-
-class DraftModelSpeculation(_Strict):
-    """A smaller draft model (same tokenizer) proposes tokens the target verifies in one step."""
-
-    method: Literal["draft_model"]
-    model: str = Field(..., description="catalog id, local folder, or 'self:N' (the target truncated to N layers)")
-    num_tokens: int = Field(3, gt=0, le=16)
+def _section_type(section: str) -> Any:
+    """A section's type: its one schema, or the union of its methods' schemas told apart by
+    the `method` key (so an error names the fields of the method the user chose)."""
+    schemas = tuple(section_schemas(section))
+    if len(schemas) == 1 and "method" not in schemas[0].model_fields:
+        return schemas[0]
+    return Annotated[Union[schemas], Field(discriminator="method")]
 
 
-Speculation = Annotated[Union[NgramSpeculation, DraftModelSpeculation], Field(discriminator="method")]
+Speculation = _section_type("speculative")
+Quantization = _section_type("quantize")
+CompileSection = _section_type("compile")
 
 
-class Quantization(_Strict):
-    """Weight quantization. AWQ makes a checkpoint ahead of time; fp8 is done by vLLM at load."""
-
-    method: Literal["awq", "fp8"]
-    bits: Literal[4, 8] = 4
-    group_size: int | None = Field(None, gt=0, description="default follows the model's hidden size")
-    calibration: str = Field("builtin", description="'builtin' (shipped text) or a path to a .txt/.jsonl file")
-    num_samples: int = Field(32, gt=0)
-    zero_point: bool = True
-
-
-class Compilation(_Strict):
-    """vLLM's compiled mode (torch.compile) with a kept artifact cache for faster cold starts."""
-
-    enabled: bool = True
-    cache: bool = True
-
-
-class Recipe(_Strict):
+class Recipe(Strict):
     """What to serve and how: a model from the catalog plus stacked techniques."""
 
     name: str = Field(..., min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -96,7 +83,7 @@ class Recipe(_Strict):
     engine: EngineSettings = Field(default_factory=EngineSettings)
     speculative: Speculation | None = None
     quantize: Quantization | None = None
-    compile: Compilation | None = None
+    compile: CompileSection | None = None
 
     @field_validator("model")
     @classmethod
@@ -118,15 +105,9 @@ class Recipe(_Strict):
 
     @property
     def techniques(self) -> list[str]:
-        """Names of the techniques this recipe stacks, in a stable order."""
-        out = []
-        if self.speculative is not None:
-            out.append(f"speculative:{self.speculative.method}")
-        if self.quantize is not None:
-            out.append(f"quantize:{self.quantize.method}")
-        if self.compile is not None and self.compile.enabled:
-            out.append("compile")
-        return out
+        """Names of the techniques this recipe stacks, in a stable order
+        (`speculative:ngram`, `quantize:awq`, `compile`)."""
+        return technique_names(self)
 
     # -- I/O ----------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -155,15 +136,26 @@ class Recipe(_Strict):
 
 
 
+def _error_location(loc: tuple) -> str:
+    """`speculative.num_tokens`, not `speculative.ngram.num_tokens`: pydantic puts the chosen
+    method in the path of a discriminated union, which names no key of the file."""
+    parts = list(loc)
+    if len(parts) > 1 and parts[0] in SECTIONS and \
+            parts[1] in section_methods(parts[0]):
+        del parts[1]
+    return ".".join(str(p) for p in parts) or "(top level)"
+
+
 def _format_validation_error(err: ValidationError, source: str) -> str:
     lines = [f"invalid recipe {source}:"]
     for e in err.errors():
-        loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        loc = _error_location(e["loc"])
         kind = e["type"]
         if kind == "extra_forbidden":
             lines.append(f"  - {loc}: unknown key; remove it or check its spelling")
         elif kind == "union_tag_invalid" or kind == "union_tag_not_found":
-            lines.append(f"  - {loc}: {e['msg']} (methods: ngram, draft_model)")
+            methods = ", ".join(section_methods(str(e["loc"][0])))
+            lines.append(f"  - {loc}.method: {e['msg']} (methods: {methods})")
         else:
             got = e.get("input")
             got_s = "" if isinstance(got, dict) else f" (got {got!r})"
@@ -185,8 +177,6 @@ def recipe_from_dict(data: Any, source: str = "<dict>") -> Recipe:
                 raise type(ctx_err)(f"invalid recipe {source}: {ctx_err}") from None
         raise RecipeError(_format_validation_error(err, source)) from None
     check_stack(recipe)
-    from .techniques import validate_techniques  # late: techniques import this module
-
     try:
         validate_techniques(recipe)
     except RecipeError as err:

