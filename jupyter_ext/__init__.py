@@ -13,13 +13,13 @@ __version__ = "0.1.0"
 
 def load_ipython_extension(ipython) -> None:
     """Called by `%load_ext jupyter_ext`: register `%optimize` / `%%optimize`."""
-    from .magics import load_ipython_extension as load
+    from .faces.magics import load_ipython_extension as load
 
     load(ipython)
 
 
 def unload_ipython_extension(ipython) -> None:
     """Called by `%unload_ext jupyter_ext`: stop servers started from the notebook."""
-    from .magics import unload_ipython_extension as unload
+    from .faces.magics import unload_ipython_extension as unload
 
     unload(ipython)

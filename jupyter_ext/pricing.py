@@ -41,7 +41,8 @@ def _rate(value: Any) -> float:
     return float(value)
 
 
-def _discount(value: Any) -> float:
+def check_discount(value: Any) -> float:
+    """The one check of a discount (a fraction in [0, 1)); PricingError otherwise."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
         raise PricingError(
             f"discount must be a fraction in [0, 1) (0.3 = 30% off), got {value!r}."
@@ -98,7 +99,7 @@ def blended_price(
     rate = _rate(instance_usd_per_hour)
     itl = _positive("p50_inter_token_latency_s", p50_inter_token_latency_s)
     conc = _positive("concurrency", concurrency)
-    disc = _discount(discount)
+    disc = check_discount(discount)
     total_throughput_tok_s = (1 / itl) * conc
     million_tokens_per_hour = total_throughput_tok_s * 3600 / 1e6
     blended_usd_per_1M = (1 - disc) * rate / million_tokens_per_hour / 4
@@ -111,7 +112,7 @@ def output_cost_per_1m(instance_usd_per_hour: float, output_tok_s: float, discou
 
     (1 - discount) * instance_usd_per_hour / (output_tok_s * 3600 / 1e6)
     """
-    rate, tput, disc = _rate(instance_usd_per_hour), _positive("output_tok_s", output_tok_s), _discount(discount)
+    rate, tput, disc = _rate(instance_usd_per_hour), _positive("output_tok_s", output_tok_s), check_discount(discount)
     return (1 - disc) * rate / (tput * 3600 / 1e6)
 
 
@@ -274,7 +275,7 @@ def price_levels(result: Any, instance: str | InstanceSpec | float = "local", di
     tokens (speculative decoding), so per-chunk gaps overstate the time per token.
     """
     rate = instance_rate(instance)
-    disc = _discount(discount)
+    disc = check_discount(discount)
     rows = []
     for level in getattr(result, "levels", None) or []:
         conc, metrics = level.concurrency, level.metrics

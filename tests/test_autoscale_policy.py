@@ -119,7 +119,7 @@ def test_scale_to_zero_on_an_inference_component(boto_stub):
 
 
 def test_step_policy_on_a_component_uses_the_per_copy_metric():
-    doc = json.loads(dry_run(EP, AutoscalingConfig(step=step_up()), inference_component="ic1"))
+    doc = json.loads(dry_run(EP, AutoscalingConfig(step=step_up()), inference_component="ic1").requests_json)
     alarm = doc["requests"][-1]["params"]
     assert alarm["MetricName"] == "ConcurrentRequestsPerCopy"
     assert alarm["AlarmActions"] == [f"{{PolicyARN of jo-{EP}-ic1-step}}"]

@@ -80,6 +80,6 @@ def _install_as_binder_does(venv: Path, repo: Path, tmp_path: Path) -> None:
     assert post.returncode == 0, (post.stdout + post.stderr)[-3000:]
     assert "model:" in post.stdout
     check = subprocess.run([str(venv / "bin" / "python"), "-c",
-                            "import vllm, torch, jupyter_ext.magics, widgets; print(torch.__version__)"],
+                            "import vllm, torch, jupyter_ext.faces.magics, widgets; print(torch.__version__)"],
                            env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert check.returncode == 0 and "+cpu" in check.stdout, check.stderr[-2000:]

@@ -9,7 +9,7 @@ import boto3
 import pytest
 
 from conftest import ROOT
-from jupyter_ext.cli import main
+from jupyter_ext.faces.cli import main
 
 pytest_plugins = ["aws_fixtures"]
 
@@ -61,7 +61,7 @@ def test_simulate_prints_detection_and_draws_the_timeline(capsys, tmp_path):
 def test_sagemaker_dry_run_prints_requests_without_credentials():
     secret = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYSECRETKEY"
     env = {**os.environ, "AWS_ACCESS_KEY_ID": "AKIAFAKEFAKEFAKE", "AWS_SECRET_ACCESS_KEY": secret}
-    out = subprocess.run([sys.executable, "-m", "jupyter_ext.cli", "deploy", "recipes/ngram.yaml", "--target",
+    out = subprocess.run([sys.executable, "-m", "jupyter_ext.faces.cli", "deploy", "recipes/ngram.yaml", "--target",
                           "sagemaker", "--dry-run", "--instance-type", "ml.g5.2xlarge", "--region", "us-east-1"],
                          cwd=ROOT, env=env, capture_output=True, text=True, check=True).stdout
     assert '"operation": "CreateEndpoint"' in out and "OPTION_SPECULATIVE_CONFIG" in out

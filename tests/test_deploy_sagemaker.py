@@ -112,7 +112,7 @@ def test_plan_refuses_what_sagemaker_would_refuse_later():
 
 def test_dry_run_shows_the_requests_and_no_credentials(monkeypatch):
     r = recipe(engine={"env": {"HF_TOKEN": "hf_verysecrettoken123"}})
-    out = sm.dry_run(plan(r))
+    out = sm.dry_run(plan(r)).requests_json
     doc = json.loads(out)
     assert [q["operation"] for q in doc["requests"]] == ["CreateModel", "CreateEndpointConfig", "CreateEndpoint"]
     assert doc["requests"][0]["params"]["PrimaryContainer"]["Environment"]["HF_TOKEN"] == "***redacted***"

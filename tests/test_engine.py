@@ -99,7 +99,7 @@ def test_real_benchmark_on_vllm(vllm_server, tmp_path):
 
 def _cli(*args, **kw):
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen([sys.executable, "-m", "jupyter_ext.cli", *args], cwd=ROOT, env=env,
+    return subprocess.Popen([sys.executable, "-m", "jupyter_ext.faces.cli", *args], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kw)
 
 

@@ -63,8 +63,8 @@ def test_manual_is_the_docstring_with_every_verb(ip):
 
 
 def test_magic_mirrors_every_cli_verb_and_option():
-    from jupyter_ext.cli import build_parser
-    from jupyter_ext.magics import _subparsers, build_magic_parser
+    from jupyter_ext.faces.cli import build_parser
+    from jupyter_ext.faces.magics import _subparsers, build_magic_parser
 
     cli, magic = _subparsers(build_parser()).choices, _subparsers(build_magic_parser()).choices
     for verb, parser in cli.items():
@@ -212,14 +212,21 @@ def test_serve_tracks_the_server_bench_reuses_it_and_stop_ends_it(ip, monkeypatc
 
 
 def test_unload_stops_servers_and_jobs(ip):
+    from jupyter_ext.engine import registry
+
     class FakeServer:
         stopped = False
+        pid = 12345
+
+        def alive(self):
+            return not self.stopped
 
         def stop(self):
             self.stopped = True
 
     fake = FakeServer()
-    magics(ip).servers[12345] = (None, fake)
+    registry.register(fake, None, kept=True)  # as `serve` keeps a server
+    assert 12345 in magics(ip).servers
     ip.run_line_magic("unload_ext", "jupyter_ext")
     assert fake.stopped and not magics(ip).servers
     ip.run_line_magic("load_ext", "jupyter_ext")

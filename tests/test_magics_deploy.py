@@ -25,7 +25,7 @@ from conftest import ROOT, wait_until  # noqa: E402
 
 from jupyter_ext.deploy import local  # noqa: E402
 from jupyter_ext.deploy.local import LocalEndpoint  # noqa: E402
-from jupyter_ext.magics_deploy import DryRun, SimulationReport  # noqa: E402
+from jupyter_ext.verbs.results import DryRun, SimulationReport  # noqa: E402
 
 MOTO_GPU = "ml.g4dn.xlarge"  # moto's CreateEndpointConfig refuses ml.g5/g6/p4d/p5
 PLAN = f"--target sagemaker --instance-type ml.g5.xlarge --role-arn {ROLE_ARN} --region {REGION}"
@@ -244,12 +244,20 @@ def test_simulate_returns_the_result_with_its_timeline(ip, tmp_path):
     assert cheaper.result.instance_hours < report.result.instance_hours
 
 
-def test_simulate_reads_a_result_object_only_when_it_was_saved(ip):
+def test_simulate_reads_a_result_object_saved_or_not(ip):
+    """The simulator takes the result object itself (issue 16: it used to demand a saved file)."""
+    from types import SimpleNamespace
+
     from jupyter_ext.bench import BenchResult
 
-    ip.user_ns["res"] = BenchResult(name="unsaved", recipe=None, endpoint={}, workload={})
-    with pytest.raises(UsageError, match="never saved"):
-        run(ip, "simulate --result @res")
+    ip.user_ns["empty"] = BenchResult(name="unsaved", recipe=None, endpoint={}, workload={})
+    with pytest.raises(UsageError, match="SimulationError: ServiceCurve needs at least one"):
+        run(ip, "simulate --result @empty")  # no level measured: said so, not "save it first"
+    level = SimpleNamespace(concurrency=2, metrics=SimpleNamespace(ttft=SimpleNamespace(p50=0.3),
+                                                                   tpot=SimpleNamespace(p50=0.04)))
+    ip.user_ns["res"] = SimpleNamespace(levels=[level], path=None)
+    report = run(ip, "simulate --result @res --ramp 0:1,120:3 --duration 600")
+    assert report.result.summary() and "Fleet simulation" in str(report)
 
 
 def test_simulate_leaves_pyplot_alone():

@@ -18,7 +18,7 @@ from test_magics_deploy import moto_instance, on_moto, stand_in_endpoint  # noqa
 
 from jupyter_ext.deploy import local  # noqa: E402
 from jupyter_ext.deploy.local import LocalEndpoint  # noqa: E402
-from jupyter_ext.magics_deploy import DryRun  # noqa: E402
+from jupyter_ext.verbs.results import DryRun  # noqa: E402
 from widgets import OptimizePanel  # noqa: E402
 from widgets.autoscale_panel import AutoscalePanel  # noqa: E402
 from widgets.deploy_panel import DeployPanel  # noqa: E402

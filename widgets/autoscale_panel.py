@@ -17,6 +17,7 @@ import ipywidgets as W
 from traitlets import Unicode
 
 from jupyter_ext import catalog
+from jupyter_ext.autoscale import scenario
 from jupyter_ext.errors import AutoscaleError
 
 from .deploy_panel import gpu_instance_names
@@ -86,8 +87,8 @@ class AutoscalePanel(W.VBox):
 
     def _simulation_fields(self, st: dict[str, Any]) -> None:
         """The traffic and service curve the policy is tried against (the CLI's defaults)."""
-        self.ramp = W.Text(value="0:1,600:3,900:6", description="ramp (t_s:req/s)", **st)
-        self.duration = W.BoundedFloatText(value=1800.0, min=60.0, max=86400.0, description="duration (s)", **st)
+        self.ramp = W.Text(value=scenario.DEFAULT_RAMP, description="ramp (t_s:req/s)", **st)
+        self.duration = W.BoundedFloatText(value=scenario.DEFAULT_DURATION_S, min=60.0, max=86400.0, description="duration (s)", **st)
         self.instance = W.Dropdown(options=gpu_instance_names(), value="ml.g5.xlarge", description="priced as", **st)
         self.ttft_slo = W.BoundedFloatText(value=2.0, min=0.01, max=600.0, description="TTFT SLO (s)", **st)
         self.bench_result = W.Text(value="", description="bench result", **st,
@@ -139,29 +140,14 @@ class AutoscalePanel(W.VBox):
         self.output.value = obj._repr_html_()
 
     # -- actions ---------------------------------------------------------------------------
-    def _curve(self) -> Any:
-        from jupyter_ext.autoscale.simulate import ServiceCurve
-
-        path = self.bench_result.value.strip()
-        if not path:
-            return ServiceCurve.estimate(30.0, 16.0)  # the CLI's defaults without --result
-        from jupyter_ext.bench import BenchResult
-
-        return ServiceCurve.from_result(BenchResult.load(path))
-
     def _simulate(self, _button: Any = None) -> None:
-        from jupyter_ext.autoscale import sim_traffic
-        from jupyter_ext.autoscale.simulate import FleetConfig, simulate
-        from jupyter_ext.cli_deploy import parse_ramp
-        from jupyter_ext.magics_deploy import SimulationReport
-
         self.message.clear()
         self.simulation.value = "<i>simulating ...</i>"
         try:
             rate = catalog.get_instance(self.instance.value).usd_per_hour
-            fleet = FleetConfig.from_autoscaling(self._valid_config(), self._curve(), usd_per_hour=rate)
-            traffic = sim_traffic.ramp(parse_ramp(self.ramp.value), self.duration.value)
-            report = SimulationReport.of(simulate(traffic, fleet, ttft_slo_s=self.ttft_slo.value))
+            report = scenario.run(scenario.Scenario(
+                config=self._valid_config(), result=self.bench_result.value.strip() or None, ramp=self.ramp.value,
+                duration_s=self.duration.value, usd_per_hour=rate, ttft_slo_s=self.ttft_slo.value))
         except Exception:
             self.simulation.value = ""
             raise
@@ -170,15 +156,13 @@ class AutoscalePanel(W.VBox):
 
     def _attach(self, _button: Any = None) -> None:
         from jupyter_ext.autoscale import policy
-        from jupyter_ext.magics_deploy import DryRun
 
         self.message.clear()
         config = self._valid_config()
         where = self._where()
         endpoint = where.pop("endpoint_name")
         if self.attach_dry_run.value:
-            self._show(DryRun(f"Requests to attach autoscaling to {endpoint}",
-                              policy.dry_run(endpoint, config, **where)))
+            self._show(policy.dry_run(endpoint, config, **where))
             return
         self._show(policy.attach(endpoint, config, region=self.region.value.strip() or None, **where))
 

@@ -21,13 +21,14 @@ from jupyter_ext import catalog, defaults
 from jupyter_ext.bench.background import BackgroundBenchmark
 from jupyter_ext.bench.result import html_table
 from jupyter_ext.errors import BenchError
+from jupyter_ext.verbs import run
 
 from .messages import MessageArea, shown_in
 
 
 def parse_levels(text: str) -> list[int]:
-    """'1,2,4' -> [1, 2, 4], with the command line's own parser and message."""
-    from jupyter_ext.cli import parse_int_list
+    """'1,2,4' -> [1, 2, 4], with the faces' shared parser and message."""
+    from jupyter_ext.verbs.table import parse_int_list
 
     try:
         return parse_int_list(text)
@@ -109,8 +110,7 @@ class BenchmarkPanel(W.VBox):
     def _options(self) -> dict[str, Any]:
         opts: dict[str, Any] = dict(concurrency=parse_levels(self.concurrency.value),
                                     num_prompts=self.prompts.value or None, max_tokens=self.max_tokens.value,
-                                    input_scale=self.input_scale.value, instance=self.instance.value,
-                                    progress=False)
+                                    input_scale=self.input_scale.value, instance=self.instance.value)
         if self.results_dir:
             opts["results_dir"] = self.results_dir
         return opts
@@ -120,8 +120,8 @@ class BenchmarkPanel(W.VBox):
         recipe = self.builder.recipe if self.builder is not None else None
         if self.builder is not None and recipe is None:
             raise BenchError(f"the recipe cannot run: {self.builder.error}")
-        job = BackgroundBenchmark(recipe, url=self.url.value.strip() or None,
-                                  on_update=shown_in(self.message)(self._update), **self._options())
+        spec = run.bench_spec(recipe, url=self.url.value.strip() or None, **self._options())
+        job = BackgroundBenchmark(spec, progress=False, on_update=shown_in(self.message)(self._update))
         self.job = job
         self.chart.clear_output()
         self.table.value = ""

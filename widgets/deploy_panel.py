@@ -20,7 +20,6 @@ from traitlets import Unicode
 from jupyter_ext import catalog
 from jupyter_ext.display import html_table
 from jupyter_ext.errors import DeployError
-from jupyter_ext.magics_deploy import DRY_RUN_ROLE, DryRun
 
 from .messages import MessageArea, shown_in
 
@@ -131,7 +130,7 @@ class DeployPanel(W.VBox):
             raise DeployError("a SageMaker deploy needs the endpoint's execution role: fill in role ARN "
                               "(Dry run works without one)")
         return sagemaker.plan_deployment(self._chosen_recipe(), self.name.value.strip() or None,
-                                         role_arn=role or DRY_RUN_ROLE, region=self.region.value.strip() or None,
+                                         role_arn=role or sagemaker.DRY_RUN_ROLE, region=self.region.value.strip() or None,
                                          instance_type=self.instance_type.value,
                                          instance_count=self.instance_count.value)
 
@@ -145,7 +144,7 @@ class DeployPanel(W.VBox):
 
         self.message.clear()
         plan = self._plan(dry_run=True)
-        self._show(DryRun(f"Requests to deploy {plan.endpoint_name}", sagemaker.dry_run(plan), plan))
+        self._show(sagemaker.dry_run(plan))
 
     def _deploy(self, _button: Any = None) -> None:
         from jupyter_ext.deploy import local, sagemaker

@@ -19,6 +19,7 @@ from typing import Any
 
 from ..catalog.specs import html_table
 from ..deploy.aws import ApiRequest, AwsClients, as_clients, redact
+from ..deploy.dryrun import DryRun
 from ..errors import AutoscaleError, AwsPermissionError
 from .policy_steps import StepAdjustment, StepScaling
 
@@ -324,11 +325,12 @@ def _undo(clients: AwsClients, target: ScalingTarget, done: list[ApiRequest]) ->
 
 
 def dry_run(endpoint_name: str, config: AutoscalingConfig | None = None, *, variant_name: str = "AllTraffic",
-            inference_component: str | None = None) -> str:
-    """The requests `attach` would make, as JSON (nothing is sent)."""
+            inference_component: str | None = None) -> DryRun:
+    """The requests `attach` would make (a DryRun; nothing is sent)."""
     target = ScalingTarget(endpoint_name, variant_name, inference_component)
     reqs = plan_autoscaling(target, config or AutoscalingConfig())
-    return json.dumps(redact({"resource_id": target.resource_id, "requests": [r.to_dict() for r in reqs]}), indent=2)
+    return DryRun(f"Requests to attach autoscaling to {endpoint_name}",
+                  json.dumps(redact({"resource_id": target.resource_id, "requests": [r.to_dict() for r in reqs]}), indent=2))
 
 
 def show(endpoint_name: str, *, variant_name: str = "AllTraffic", inference_component: str | None = None,

@@ -1,4 +1,4 @@
-"""Request arrivals for the fleet simulation: Poisson, step ramps, bursts and trace replay.
+"""Request arrivals for the fleet simulation: Poisson, step ramps and trace replay.
 
 A `Traffic` is plain sorted arrays (arrival time, input tokens, output tokens), so the
 simulator reads them without per-request objects and a 360k-request hour stays cheap.
@@ -56,12 +56,6 @@ class Traffic:
             change_s=min(changes) if changes else None,
             description=f"{self.description} + {other.description}",
         )
-
-    def rate_series(self, bin_s: float = 60.0) -> tuple[np.ndarray, np.ndarray]:
-        """Arrival rate (req/s) per bin of `bin_s` seconds: (bin starts, rates)."""
-        edges = np.arange(0.0, self.duration_s + bin_s, bin_s)
-        counts, _ = np.histogram(self.arrivals, bins=edges)
-        return edges[:-1], counts / bin_s
 
     def to_dict(self) -> dict:
         """A summary (not the arrays): size, duration, change time and how it was made."""
@@ -162,27 +156,6 @@ def poisson(rate: float, duration_s: float, *, input_tokens: TokenSpec = DEFAULT
                    traffic.duration_s, None, f"poisson {rate:g}/s", {"rate": rate, "seed": seed})
 
 
-def bursts(base_rate: float, duration_s: float, spikes: Sequence[tuple[float, float, float]], *,
-           input_tokens: TokenSpec = DEFAULT_INPUT_TOKENS,
-           output_tokens: TokenSpec = DEFAULT_OUTPUT_TOKENS, seed: int = 0) -> Traffic:
-    """A base Poisson rate plus bursts: spikes = [(t_start_s, length_s, extra_req_per_s), ...]."""
-    edges: dict[float, float] = {0.0: 0.0}
-    for start, length, extra in spikes:
-        if length <= 0 or extra < 0 or start < 0:
-            raise SimulationError(f"burst ({start}, {length}, {extra}): give a start >= 0, "
-                                  f"a length > 0 and an extra rate >= 0.")
-        edges[float(start)] = edges.get(float(start), 0.0) + extra
-        edges[float(start + length)] = edges.get(float(start + length), 0.0) - extra
-    steps, level = [], float(base_rate)
-    for t in sorted(edges):
-        level += edges[t]
-        steps.append((t, max(0.0, level)))
-    traffic = ramp(steps, duration_s, input_tokens=input_tokens,
-                   output_tokens=output_tokens, seed=seed)
-    first = min((s for s, _, _ in spikes), default=None)
-    return Traffic(traffic.arrivals, traffic.input_tokens, traffic.output_tokens,
-                   traffic.duration_s, first, f"bursts on {base_rate:g}/s",
-                   {"base_rate": base_rate, "spikes": [list(s) for s in spikes], "seed": seed})
 
 
 def replay(arrivals: Sequence[float] | np.ndarray, *, output_tokens: TokenSpec | None = None,
@@ -203,3 +176,16 @@ def replay(arrivals: Sequence[float] | np.ndarray, *, output_tokens: TokenSpec |
     out = DEFAULT_OUTPUT_TOKENS if output_tokens is None else output_tokens
     return _build(times, max(end, 1e-9), input_tokens, out, rng, change_s=change_s,
                   description=f"replay of {times.size} arrivals", meta={"seed": seed})
+
+
+# The ramp every face offers by default: 1 req/s, then 3 at 10 min, then 6 at 15 min, for an hour.
+DEFAULT_RAMP = "0:1,600:3,900:6"
+DEFAULT_DURATION_S = 3600.0
+
+
+def parse_ramp(text: str) -> list[tuple[float, float]]:
+    """'0:1,600:3' -> [(0.0, 1.0), (600.0, 3.0)]: time_s:req_per_s steps, as every face writes them."""
+    try:
+        return [(float(t), float(r)) for t, r in (step.split(":") for step in str(text).split(","))]
+    except ValueError:
+        raise SimulationError(f"--ramp takes time_s:req_per_s steps like 0:1,600:3 (got {text!r})") from None

@@ -1,9 +1,10 @@
 """A benchmark that runs on a worker thread and can be watched, waited on or stopped.
 
 Notebooks need this because a cell that blocks for minutes locks the user out, and the
-kernel's event loop forbids `asyncio.run()` in the cell anyway. `BackgroundBenchmark`
-wraps `run_benchmark` (and an optional baseline run before it) with a stop `Event`: the
-levels that finished before `stop()` are kept in the returned result. It imports nothing
+kernel's event loop forbids `asyncio.run()` in the cell anyway. `BackgroundBenchmark` runs
+a BenchSpec - its baseline, if any, then its target: the one place that order is written -
+with a stop `Event`: the levels that finished before `stop()` are kept in the returned
+result. `run_here()` runs the same code in the caller's thread (the CLI, scripts). It imports nothing
 from IPython: the faces (magic, widgets) watch it through `on_update` and show it through
 `_repr_html_` / `__str__`, which render the progress and the partial table so far.
 """
@@ -16,49 +17,31 @@ import threading
 import time
 from typing import Any, Callable
 
-from .. import defaults
-from ..errors import BenchError
-from ..recipes import Recipe, load_recipe
 from .compare import Comparison
 from .result import BenchResult, LevelResult, format_table, html_table
+from .runner import run_target
+from .spec import BenchSpec, Target
 
 __all__ = ["BackgroundBenchmark"]
 
 
-def _check_options(options: dict[str, Any]) -> None:
-    """The checks run_benchmark makes before it starts a server, made in the caller's thread."""
-    from ..catalog import get_instance
-    from .sweep import SweepSpec
-
-    SweepSpec(concurrency=list(options.get("concurrency", defaults.DEFAULT_CONCURRENCY)),
-              num_prompts=options.get("num_prompts"), warmup=options.get("warmup"),
-              request_rate=options.get("request_rate"))
-    get_instance(options.get("instance", defaults.DEFAULT_INSTANCE))
-    discount = options.get("discount", 0.0)
-    if not 0 <= discount < 1:
-        raise BenchError(f"discount must be in [0, 1) (got {discount})")
-
-
 class BackgroundBenchmark:
-    """Run `run_benchmark(recipe, **options)` on a thread; with `baseline`, run that first and
-    return a `Comparison`. `server` / `baseline_server` reuse already running engines."""
+    """Run a BenchSpec on a thread: its baseline first when it has one (the result is then a
+    Comparison), then its target. `server` reuses an already running engine for the target;
+    otherwise a server kept by `serve` for the same recipe is reused, or one is started."""
 
-    def __init__(self, recipe: Recipe | str | None = None, *, baseline: Recipe | str | None = None,
-                 url: str | None = None, model: str | None = None, server: Any = None,
-                 baseline_server: Any = None,
-                 on_update: Callable[["BackgroundBenchmark"], None] | None = None, **options: Any) -> None:
-        # Parse and check everything now, so a mistake fails in the caller, not on the thread.
-        self.recipe = load_recipe(recipe) if isinstance(recipe, str) else recipe
-        self.baseline = load_recipe(baseline) if isinstance(baseline, str) else baseline
-        if self.recipe is None and url is None and server is None:
-            raise BenchError("give a recipe (e.g. recipes/baseline.yaml) or an endpoint URL to benchmark")
-        _check_options(options)
-        self.options = options
+    def __init__(self, spec: BenchSpec, *, server: Any = None, progress: bool = True,
+                 on_update: Callable[["BackgroundBenchmark"], None] | None = None) -> None:
+        if not isinstance(spec, BenchSpec):
+            raise TypeError("BackgroundBenchmark takes a BenchSpec (BenchSpec.of(recipe, **options))")
+        # The spec's values were checked when built, so a mistake failed in the caller.
+        self.spec = spec
+        self.recipe = spec.target.recipe
+        self.baseline = spec.baseline
+        self.progress = progress
         self.on_update = on_update
-        # (recipe, running server, url, served model name): `url` is for the recipe run only.
-        self._runs: list[tuple[Recipe | None, Any, str | None, str | None]] = (
-            [(self.baseline, baseline_server, None, None)] if self.baseline else [])
-        self._runs.append((self.recipe, server, url, model))
+        runs = spec.runs()
+        self._runs: list[tuple[Target, Any]] = [(t, None) for t in runs[:-1]] + [(runs[-1], server)]
         self._stop = threading.Event()
         self._done = threading.Event()  # set after the final on_update; wait() waits on it
         self._finished = False
@@ -85,6 +68,16 @@ class BackgroundBenchmark:
                                         name="jupyter-optimize-background-bench")
         self._thread.start()
         return self
+
+    def run_here(self) -> BenchResult | Comparison | None:
+        """Run in the calling thread (scripts, the CLI) and return what `wait()` would."""
+        if self._thread is not None or self.started_at is not None:
+            raise RuntimeError("this benchmark was already started; make a new one to run again")
+        self.started_at = time.monotonic()
+        self._run()
+        if self.error is not None:
+            raise self.error
+        return self.result
 
     def stop(self) -> None:
         """Ask the run to stop after the requests in flight; finished levels are kept."""
@@ -122,7 +115,7 @@ class BackgroundBenchmark:
 
     @property
     def levels_total(self) -> int:
-        return len(self.options.get("concurrency", defaults.DEFAULT_CONCURRENCY)) * len(self._runs)
+        return self.spec.levels_total
 
     @property
     def levels_done(self) -> int:
@@ -140,15 +133,13 @@ class BackgroundBenchmark:
 
     # -- the thread ----------------------------------------------------------------------
     def _run(self) -> None:
-        from . import run_benchmark  # late: bench/__init__ imports this module's neighbours
-
         try:
-            for recipe, server, url, model in self._runs:
+            for target, server in self._runs:
                 if self._stop.is_set():
                     break
-                self.partial = self._shadow(recipe)
-                res = run_benchmark(recipe, url=url, model=model, server=server, stop=self._stop,
-                                    on_level=self._level_done, **self.options)
+                self.partial = self._shadow(target)
+                res = run_target(self.spec, target, server=server, progress=self.progress, stop=self._stop,
+                                 on_level=self._level_done)
                 with self._lock:
                     self.results.append(res)
                     self.partial = None
@@ -164,11 +155,10 @@ class BackgroundBenchmark:
             self._notify()  # before releasing wait(): whoever waits then sees the final display
             self._done.set()
 
-    def _shadow(self, recipe: Recipe | None) -> BenchResult:
+    def _shadow(self, target: Target) -> BenchResult:
         """An empty result the levels are copied into as they finish, for the live table."""
-        name = self.options.get("name") or (recipe.name if recipe else "endpoint")
-        return BenchResult(name=name, recipe=None, endpoint={}, workload={}, instance=self.options.get(
-            "instance", defaults.DEFAULT_INSTANCE), discount=self.options.get("discount", 0.0))
+        return BenchResult(name=self.spec.name or target.name, recipe=None, endpoint={}, workload={},
+                           instance=self.spec.pricing.instance, discount=self.spec.pricing.discount)
 
     def _level_done(self, level: LevelResult) -> None:
         if self.partial is not None:
@@ -194,7 +184,7 @@ class BackgroundBenchmark:
         return (self.finished_at or time.monotonic()) - self.started_at
 
     def _headline(self) -> str:
-        what = " then ".join(run[0].name if run[0] else "endpoint" for run in self._runs)
+        what = " then ".join(target.name for target, _ in self._runs)
         line = (f"benchmark {what}: {self.status}, {self.levels_done}/{self.levels_total} levels, "
                 f"{self._elapsed():.0f} s")
         if self.error is not None:

@@ -5,6 +5,8 @@ streaming) and the OpenAI API, so what runs here is what a SageMaker endpoint ru
 endpoint has a small state file (name, pid, port, recipe, log) under the cache root, so it
 survives a kernel restart: `list_endpoints` finds it again and tells whether it is still
 alive, and `undeploy` stops it by its pid (after checking the pid is still that server).
+`serve` is the same deployment kept attached to this process (the engine's registry, not a
+state file, tracks it), which is what a notebook's `%optimize serve` and the CLI's use.
 """
 
 from __future__ import annotations
@@ -19,8 +21,10 @@ import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from .. import defaults
 from ..store.model_files import cache_root
-from ..engine.server import http_ok, log_tail, server_for_recipe
+from ..engine import registry
+from ..engine.server import LocalServer, http_ok, log_tail, server_for_recipe
 from ..errors import DeployError, EndpointNotFoundError
 from ..base.files import atomic_write_text
 from ..recipes import Recipe, load_recipe
@@ -97,7 +101,7 @@ def _state_path(name: str) -> Path:
 
 
 def deploy(recipe: Recipe | str, name: str | None = None, host: str = "127.0.0.1", port: int | None = None,
-           start_timeout_s: float = 900.0) -> LocalEndpoint:
+           start_timeout_s: float = defaults.DEFAULT_START_TIMEOUT_S) -> LocalEndpoint:
     """Start a server for the recipe, wait until it is healthy, and leave it running."""
     recipe = load_recipe(recipe) if isinstance(recipe, (str, Path)) else recipe
     name = name or recipe.name
@@ -122,9 +126,34 @@ def _load(path: Path) -> LocalEndpoint:
     return LocalEndpoint(**d)
 
 
+def serve(recipe: Recipe | str, host: str = "127.0.0.1", port: int | None = None,
+          start_timeout_s: float = defaults.DEFAULT_START_TIMEOUT_S) -> "LocalServer":
+    """A local deployment kept attached to this process: the same server `deploy` starts, but
+    it stays in the engine's registry instead of a state file, so a benchmark of the same
+    recipe reuses it, `stop` ends it by pid, and it ends with this process. A kept server for
+    the same recipe is returned as it is."""
+    recipe = load_recipe(recipe) if isinstance(recipe, (str, Path)) else recipe
+    running = registry.find(recipe)
+    if running is not None:
+        return running
+    from .. import engine  # looked up now, so a test's stand-in engine is used
+
+    srv = engine.server_for_recipe(recipe, host=host, port=port, start_timeout_s=start_timeout_s)
+    srv.start()  # blocks until /health answers; an interrupt stops the server
+    registry.keep(srv, recipe)
+    return srv
+
+
+def _attached() -> list[LocalEndpoint]:
+    return [LocalEndpoint(name=e.recipe.name, pid=e.server.pid, host=e.server.host, port=e.server.port,
+                          recipe=e.recipe.to_dict(), log=str(e.server.log_path), started="",
+                          status="running (attached)") for e in registry.kept()]
+
+
 def list_endpoints() -> EndpointTable:
-    """Every local endpoint with a state file, re-checked now."""
-    return EndpointTable(_load(p).refresh() for p in sorted(state_dir().glob("*.json")))
+    """Every local endpoint with a state file, re-checked now, then the servers `serve` keeps
+    attached to this process."""
+    return EndpointTable([*(_load(p).refresh() for p in sorted(state_dir().glob("*.json"))), *_attached()])
 
 
 def get_endpoint(name: str) -> LocalEndpoint:

@@ -20,6 +20,7 @@ from typing import Any, Callable
 from ..catalog.specs import html_table
 from ..errors import AwsPermissionError, DeployError, EndpointNotFoundError
 from ..recipes import Recipe, check_stack
+from .dryrun import DryRun
 from .aws import ApiRequest, AwsClients, as_clients, is_not_found, redact, region_from_env
 from .sagemaker_env import (container_environment, default_endpoint_name, draft_hf_id,
                             endpoint_config_request, inference_component_request, lmi_image_uri,
@@ -29,6 +30,9 @@ from .sagemaker_invoke import (InvocationResult, chat_body, endpoint_stream_fn, 
                                iter_stream_events, iter_stream_text, text_of)
 
 DEFAULT_TIMEOUT_S = 3600.0  # large models take 10-20 min to download and load
+# The execution role a plan names when planned without one (a dry run to look at); such a
+# plan is never sent.
+DRY_RUN_ROLE = "arn:aws:iam::123456789012:role/DRY-RUN"
 DEFAULT_POLL_S = 15.0
 _UNDO = {"CreateModel": ("DeleteModel", "ModelName"),
          "CreateEndpointConfig": ("DeleteEndpointConfig", "EndpointConfigName"),
@@ -134,16 +138,17 @@ def plan_deployment(recipe: Recipe, endpoint_name: str | None = None, *, role_ar
                           plan_warnings(recipe, model_spec, env, model_data_s3, image_uri))
 
 
-def dry_run(plan: DeploymentPlan) -> str:
-    """The exact requests `deploy(plan)` will make, as JSON. Secret-looking environment values
-    are redacted; no credentials are involved in building a plan, so none can appear."""
+def dry_run(plan: DeploymentPlan) -> DryRun:
+    """The exact requests `deploy(plan)` will make (a DryRun: JSON text and the plan). Secret-
+    looking environment values are redacted; no credentials are involved in building a plan,
+    so none can appear."""
     doc = {"endpoint_name": plan.endpoint_name, "region": plan.region,
            "requests": [r.to_dict() for r in plan.requests],
            "then": "poll DescribeEndpoint until EndpointStatus is InService"
                    + (" (before CreateInferenceComponent), then DescribeInferenceComponent"
                       if plan.inference_component_name else ""),
            "on_failure": "delete what was created, in reverse order"}
-    return json.dumps(redact(doc), indent=2, sort_keys=False)
+    return DryRun(f"Requests to deploy {plan.endpoint_name}", json.dumps(redact(doc), indent=2, sort_keys=False), plan)
 
 
 # -- making it --------------------------------------------------------------------------
@@ -178,6 +183,9 @@ def deploy(plan: DeploymentPlan, session: Any = None, wait: bool = True, progres
     """Make the plan's requests in order and (with wait) return once the endpoint serves.
     On any failure everything created so far is deleted in reverse order, then a DeployError
     names the failed step and what was rolled back."""
+    if plan.requests[0].params.get("ExecutionRoleArn") == DRY_RUN_ROLE:
+        raise DeployError("that plan was made without --role-arn, so it names a placeholder role; plan it "
+                          "again with --role-arn (the endpoint's execution role), then deploy it")
     clients = as_clients(session, plan.region, endpoint_url)
     start, created, stage = time.monotonic(), [], plan.requests[0].operation
     deadline = start + timeout_s

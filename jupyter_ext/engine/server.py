@@ -4,12 +4,11 @@ The server binds 127.0.0.1 on a free port unless asked otherwise, logs to a file
 waited on through `GET /health` with a deadline. It runs in its own process group so that
 stopping it (by its pid, never by name) also ends the engine's worker processes. A server
 is always stopped: on leaving the context manager, on KeyboardInterrupt, and at interpreter
-exit for any server still running.
+exit for any server still running (`registry` tracks them).
 """
 
 from __future__ import annotations
 
-import atexit
 import os
 import signal
 import socket
@@ -23,13 +22,14 @@ from collections import deque
 from pathlib import Path
 from typing import Callable
 
+from .. import defaults
+from ..base.host import bf16_is_emulated_here, engine_platform
 from ..errors import EngineStartError, SlowOnThisHostWarning
 from ..recipes import Recipe
-from ..base.host import bf16_is_emulated_here, engine_platform
-from .args import ServerCommand, build_server_command
 from ..store.model_files import cache_root
+from . import registry
+from .args import ServerCommand, build_server_command
 
-_RUNNING: dict[int, "LocalServer"] = {}
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -60,7 +60,7 @@ class LocalServer:
     may only have /v1/models)."""
 
     def __init__(self, command: ServerCommand, host: str, port: int, log_path: Path,
-                 start_timeout_s: float = 600.0, health_path: str = "/health"):
+                 start_timeout_s: float = defaults.DEFAULT_START_TIMEOUT_S, health_path: str = "/health"):
         self.command = command
         self.health_path = health_path
         self.host, self.port = host, port
@@ -93,7 +93,7 @@ class LocalServer:
         finally:
             log.close()
         self.started_at = time.monotonic()
-        _RUNNING[self.process.pid] = self
+        registry.register(self)
         try:
             self._wait_healthy(on_wait)
         except BaseException:
@@ -124,7 +124,7 @@ class LocalServer:
         proc = self.process
         if proc is None:
             return
-        _RUNNING.pop(proc.pid, None)
+        registry.forget(proc.pid)
         if proc.poll() is None:
             _signal_group(proc.pid, signal.SIGTERM)
             try:
@@ -138,7 +138,7 @@ class LocalServer:
     def detach(self) -> None:
         """Leave the server running after this process exits (a deployed local endpoint)."""
         if self.process is not None:
-            _RUNNING.pop(self.process.pid, None)
+            registry.forget(self.process.pid)
 
     def __enter__(self) -> "LocalServer":
         if self.process is None:
@@ -174,19 +174,13 @@ def _raise_system_exit(signum: int, _frame) -> None:
     raise SystemExit(128 + signum)
 
 
-@atexit.register
-def _stop_all() -> None:
-    for server in list(_RUNNING.values()):
-        server.stop(grace_s=5)
-
-
 def run_dir(name: str) -> Path:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     return cache_root() / "runs" / f"{name}-{stamp}-{os.getpid()}"
 
 
 def server_for_recipe(recipe: Recipe, host: str = "127.0.0.1", port: int | None = None,
-                      start_timeout_s: float = 600.0, model_path: str | None = None) -> LocalServer:
+                      start_timeout_s: float = defaults.DEFAULT_START_TIMEOUT_S, model_path: str | None = None) -> LocalServer:
     """A LocalServer (not started yet) for a recipe; prepares its model folder first."""
     from ..techniques import prepare_artifacts
 

@@ -1,9 +1,10 @@
 """The IPython face: `%optimize` and `%%optimize`, thin over the core API.
 
-Each verb parses its options with the command line's own parser (`cli.build_parser`, plus
-the few options only a notebook has), calls one core function and returns its result object,
-so the magic and `jupyter-optimize` cannot drift apart. The manual below is what
-`%optimize?` prints; the options of every verb are appended to it from the parser.
+Each verb is parsed with the shared verb table (`verbs.table`, the same rows build the
+command line's parser), then one core call (`verbs.FUNCTIONS`, or the notebook additions of
+`magic_verbs`), and the result object is returned, so the magic and `jupyter-optimize`
+cannot drift apart. The manual below is what `%optimize?` prints; the options of every verb
+are appended to it from the parser.
 """
 
 from __future__ import annotations
@@ -12,12 +13,15 @@ import argparse
 import shlex
 from typing import Any
 
-from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_expand
 from traitlets import Float, Int, List, TraitError, Unicode, default, validate
 
-from . import defaults
-from .errors import OptimizeError
+from .. import defaults
+from ..errors import OptimizeError
+from ..verbs import table
+from ..verbs.table import CHART_KINDS  # noqa: F401 - what `%optimize chart --kind` draws
+from .magic_args import (OptimizeUsageError, _HelpShown, expand_variables, make_quiet, pop_output_var,  # noqa: F401
+                         restore)
 
 MANUAL = """Optimize LLM inference from a notebook: `%optimize VERB [options] [-o VAR]`.
 
@@ -86,74 +90,16 @@ A mistake (unknown model, impossible stack, bad option) raises UsageError with t
 error's message, so the cell fails, and so does a notebook run under nbmake.
 """
 
-# What `%optimize chart --kind` draws (the CLI's chart always draws the dashboard).
-CHART_KINDS = ("dashboard", "throughput", "ttft", "itl", "price")  # = charts.KINDS (charts imports matplotlib)
-
-
-class OptimizeUsageError(UsageError):
-    """A UsageError that the notebook records as an error output (one short line, no
-    traceback). IPython prints a plain UsageError on stderr only, and nbmake judges a cell by
-    its error outputs: with a plain UsageError a failing `%optimize` stops the notebook, yet
-    `pytest --nbmake` reports it as passed."""
-
-    def _render_traceback_(self) -> list[str]:
-        return [f"UsageError: {self}"]
-
-
-class _HelpShown(Exception):
-    """argparse printed help (`-h`): end the magic quietly."""
-
 
 def _subparsers(parser: argparse.ArgumentParser) -> argparse._SubParsersAction:
     return next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
 
 
-def _add_notebook_options(sub: argparse._SubParsersAction) -> None:
-    """What a notebook adds to the CLI's verbs (the CLI's options stay as they are)."""
-    verbs = sub.choices
-    recipe = verbs["recipe"]
-    action = next(a for a in recipe._actions if a.dest == "action")
-    action.choices = [*action.choices, "new"]
-    recipe.add_argument("--from", dest="base", default="baseline", help="recipe new: start from this recipe")
-    recipe.add_argument("--save", default=None, help="recipe new/show: also write the recipe YAML here")
-    recipe.add_argument("--target", default="local", choices=["local", "sagemaker"],
-                        help="check the stack for this target")
-    verbs["bench"].add_argument("--background", action="store_true",
-                                help="return at once with a handle; the display keeps updating")
-    chart = verbs["chart"]
-    chart.add_argument("--kind", choices=CHART_KINDS, default="dashboard")
-    chart.set_defaults(output=None)  # a notebook shows the chart; a PNG only when --output is given
-    if "stop" not in verbs:
-        stop = sub.add_parser("stop", help="stop servers started with serve (all when no PID)")
-        stop.add_argument("pids", nargs="*", type=int)
-    if "panel" not in verbs:
-        sub.add_parser("panel", help="the widget panel: model picker, recipe builder, benchmark")
-
-
-def _make_quiet(parser: argparse.ArgumentParser) -> None:
-    """argparse exits the process on a mistake; a magic must raise UsageError instead."""
-    parser.prog = parser.prog.replace("jupyter-optimize", "%optimize", 1)
-
-    def error(message: str) -> None:
-        raise OptimizeUsageError(f"{parser.prog}: {message} (options: `{parser.prog} -h`)")
-
-    def exit(status: int = 0, message: str | None = None) -> None:
-        if message:
-            print(message)
-        raise _HelpShown()
-
-    parser.error, parser.exit = error, exit  # type: ignore[method-assign]
-
-
 def build_magic_parser() -> argparse.ArgumentParser:
-    """The CLI's parser plus the notebook-only verbs and options."""
-    from .cli import build_parser
-
-    parser = build_parser()
-    sub = _subparsers(parser)
-    _add_notebook_options(sub)
-    for p in (parser, *sub.choices.values()):
-        _make_quiet(p)
+    """The table's parser for the notebook face (errors raise OptimizeUsageError)."""
+    parser = table.build_parser(table.MAGIC, prog="%optimize")
+    for p in (parser, *_subparsers(parser).choices.values()):
+        make_quiet(p)
     return parser
 
 
@@ -161,71 +107,6 @@ def verb_reference() -> str:
     """Every verb's usage and options, from the parser, for the manual."""
     sub = _subparsers(build_magic_parser())
     return "\n".join(p.format_help() for p in sub.choices.values())
-
-
-# -- the line: -o VAR and @name -------------------------------------------------------
-def pop_output_var(tokens: list[str]) -> tuple[list[str], str | None]:
-    """Take `-o VAR` out of the arguments wherever it stands."""
-    if "-o" not in tokens:
-        return tokens, None
-    i = tokens.index("-o")
-    if i + 1 >= len(tokens) or not tokens[i + 1].isidentifier():
-        raise OptimizeUsageError("-o takes a Python variable name (e.g. -o res); a chart's PNG path goes in --output")
-    return tokens[:i] + tokens[i + 2:], tokens[i + 1]
-
-
-def _lookup(token: str, namespace: dict[str, Any]) -> Any:
-    name, *attrs = token[1:].split(".")
-    if not name.isidentifier() or not all(a.isidentifier() for a in attrs):
-        raise OptimizeUsageError(f"{token!r}: write @name or @name.attribute (use @@ for a literal @)")
-    if name not in namespace:
-        raise OptimizeUsageError(f"{token!r}: there is no Python variable named {name!r}")
-    value = namespace[name]
-    for a in attrs:
-        try:
-            value = getattr(value, a)
-        except AttributeError:
-            raise OptimizeUsageError(f"{token!r}: {type(value).__name__} has no attribute {a!r}") from None
-    return value
-
-
-def expand_variables(tokens: list[str], namespace: dict[str, Any]) -> tuple[list[str], dict[str, Any]]:
-    """Replace `@name` arguments by the variable's value. Objects that are not text are kept
-    aside under their token (returned mapping) and put back after parsing (`restore`)."""
-    out: list[str] = []
-    objects: dict[str, Any] = {}
-    for tok in tokens:
-        if tok.startswith("@@"):
-            out.append(tok[1:])
-            continue
-        if not tok.startswith("@") or len(tok) == 1:
-            out.append(tok)
-            continue
-        value = _lookup(tok, namespace)
-        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
-            out.append(str(value))
-        elif isinstance(value, (list, tuple)) and value and all(isinstance(v, int) for v in value):
-            out.append(",".join(str(v) for v in value))
-        elif isinstance(value, (list, tuple)):  # e.g. several results for `chart`
-            for i, v in enumerate(value):
-                key = f"{tok}[{i}]"
-                objects[key] = v
-                out.append(key)
-        else:
-            objects[tok] = value
-            out.append(tok)
-    return out, objects
-
-
-def restore(args: argparse.Namespace, objects: dict[str, Any]) -> argparse.Namespace:
-    """Put the objects `expand_variables` kept aside back into the parsed arguments."""
-    if objects:
-        for k, v in vars(args).items():
-            if isinstance(v, str) and v in objects:
-                setattr(args, k, objects[v])
-            elif isinstance(v, list):
-                setattr(args, k, [objects.get(x, x) if isinstance(x, str) else x for x in v])
-    return args
 
 
 @magics_class
@@ -241,7 +122,6 @@ class OptimizeMagics(Magics):
 
     def __init__(self, shell=None, **kwargs: Any) -> None:
         super().__init__(shell=shell, **kwargs)
-        self.servers: dict[int, tuple[Any, Any]] = {}  # pid -> (Recipe, LocalServer) started here
         self.jobs: list[Any] = []  # background benchmarks started here
 
     @default("results_dir")
@@ -250,7 +130,7 @@ class OptimizeMagics(Magics):
 
     @validate("default_instance")
     def _check_instance(self, proposal: Any) -> str:
-        from .catalog import get_instance
+        from ..catalog import get_instance
 
         try:
             get_instance(proposal["value"])
@@ -276,9 +156,9 @@ class OptimizeMagics(Magics):
         tokens, objects = expand_variables(tokens, self.shell.user_ns)
         try:
             if cell is not None:
-                from .magics_verbs import cell_recipe
+                from .magic_verbs import cell_recipe
 
-                result = cell_recipe(self, tokens, objects, cell)
+                result = cell_recipe(tokens, objects, cell)
             else:
                 result = self._line(tokens, objects, var)
         except _HelpShown:
@@ -290,7 +170,8 @@ class OptimizeMagics(Magics):
         return result
 
     def _line(self, tokens: list[str], objects: dict[str, Any], var: str | None) -> Any:
-        from . import magics_verbs
+        from .. import verbs
+        from .magic_verbs import NOTEBOOK_VERBS
 
         parser = build_magic_parser()
         if not tokens:
@@ -300,15 +181,17 @@ class OptimizeMagics(Magics):
         args = restore(parser.parse_args(tokens), objects)
         args.output_var = var
         if args.local_rate is not None:
-            from .catalog import set_local_rate
+            from ..catalog import set_local_rate
 
             set_local_rate(args.local_rate)
-        return getattr(magics_verbs, f"verb_{args.verb}")(self, args)
+        if args.verb in NOTEBOOK_VERBS:
+            return NOTEBOOK_VERBS[args.verb](self, args)
+        return verbs.FUNCTIONS[args.verb](**table.call_args(args, table.MAGIC))
 
     def _apply_settings(self, parser: argparse.ArgumentParser) -> None:
         """Make the session's settings the defaults of the options they stand for."""
         if self.local_rate is not None:
-            from .catalog import set_local_rate
+            from ..catalog import set_local_rate
 
             set_local_rate(self.local_rate)
         verbs = _subparsers(parser).choices
@@ -316,26 +199,21 @@ class OptimizeMagics(Magics):
                                     results_dir=self.results_dir)
         verbs["price"].set_defaults(instance=self.default_instance)
 
-    # -- servers ---------------------------------------------------------------------------
-    def served(self, recipe: Any) -> Any:
-        """A running server started here for the same recipe, if any (bench reuses it)."""
-        if recipe is None:
-            return None
-        for rec, srv in self.servers.values():
-            if srv.alive() and rec.to_dict() == recipe.to_dict():
-                return srv
-        return None
+    # -- what this notebook started ------------------------------------------------------
+    @property
+    def servers(self) -> dict[int, tuple[Any, Any]]:
+        """pid -> (recipe, server) of the servers `serve` keeps (the engine's one registry)."""
+        from ..engine import registry
+
+        return {e.server.pid: (e.recipe, e.server) for e in registry.kept()}
 
     def stop_all(self) -> list[Any]:
         """Stop every background benchmark and server started from this notebook."""
+        from ..engine import registry
+
         for job in self.jobs:
             job.stop()
-        stopped = []
-        for pid in list(self.servers):
-            _, srv = self.servers.pop(pid)
-            srv.stop()
-            stopped.append(srv)
-        return stopped
+        return registry.stop()
 
 
 OptimizeMagics.optimize.__doc__ = MANUAL + "\nVerbs and options\n-----------------\n" + verb_reference()

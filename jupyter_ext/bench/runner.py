@@ -1,0 +1,121 @@
+"""Measure one benchmark target: find or start its server, run the sweep, price and save.
+
+`run_target` is the single place a target becomes a running sweep; the baseline-then-recipe
+order lives in `background.BackgroundBenchmark`, above it.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import urllib.request
+from pathlib import Path
+from typing import Callable
+
+from .. import defaults
+from ..errors import BenchError
+from ..recipes import Recipe
+from .client import Endpoint
+from .metrics import RequestSample
+from .result import BenchResult, LevelResult
+from .spec import BenchSpec, Target
+from .sweep import run_sweep, run_sweep_in_thread
+from .workload import build_workload
+
+
+def _served_model(base_url: str) -> str:
+    try:
+        with urllib.request.urlopen(base_url.rstrip("/") + "/v1/models", timeout=10) as r:
+            return json.load(r)["data"][0]["id"]
+    except Exception as e:  # noqa: BLE001 - turned into a named error with the fix
+        raise BenchError(f"could not read the served model from {base_url}/v1/models ({e}); "
+                         f"pass the model name explicitly (--model)") from None
+
+
+def _result_path(results_dir: str | Path, name: str) -> Path:
+    return Path(results_dir) / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}.json"
+
+
+def run_target(spec: BenchSpec, target: Target, *, server=None, progress: bool = True,
+               stop: threading.Event | None = None, on_level: Callable[[LevelResult], None] | None = None,
+               on_request: Callable[[RequestSample], None] | None = None) -> BenchResult:
+    """Measure `target` with the spec's load, workload and pricing; the result is saved after
+    every level (so an interrupt or a failure keeps the finished ones)."""
+    recipe, load, wl, price = target.recipe, spec.load, spec.workload, spec.pricing
+    sweep = load.sweep(seed=wl.seed)
+    name = spec.name or target.name
+    save_path = _result_path(spec.results_dir or defaults.results_dir(), name)
+    runner = run_sweep_in_thread if _loop_running() else run_sweep
+    client = target.client()
+
+    def run(base_url: str, served: str, model_path: str | None, server_info: dict | None,
+            alive: Callable[[], bool] | None) -> BenchResult:
+        workload = build_workload(max(sweep.requests_at(c) for c in sweep.concurrency), wl.max_tokens,
+                                  wl.input_scale, wl.seed, tokenizer_path=model_path or target.tokenizer_path)
+        ep = client or Endpoint(base_url, served, api=target.api, ignore_eos=target.ignore_eos,
+                                extra_body=dict(target.extra_body or {}))
+        result = BenchResult(name=name, recipe=recipe.to_dict() if recipe else None, endpoint=ep.to_dict(),
+                             workload=workload.summary(), server=server_info, instance=price.instance,
+                             discount=price.discount)
+        if recipe is not None and recipe.engine.weights == "dummy":
+            from ..store.dummy_model import DUMMY_NOTE
+
+            result.notes.append(DUMMY_NOTE)
+
+        def level_done(level: LevelResult) -> None:
+            note = speculation_warning(recipe, level)
+            if note:
+                result.notes.append(note)
+            if on_level:
+                on_level(level)
+
+        return runner(ep, workload, sweep, result, save_path=str(save_path), progress=progress,
+                      server_alive=alive, on_level=level_done, stop=stop, on_request=on_request)
+
+    if client is not None:
+        return run(client.base_url, client.model, None, None, None)
+    if target.url is not None and server is None:
+        return run(target.url, target.model or _served_model(target.url), None, None, None)
+    if server is None:
+        from ..engine import registry
+
+        server = registry.find(recipe)  # a server kept by `serve` for the same recipe
+    if server is not None:
+        return run(server.base_url, server.command.served_model_name, _model_arg(server.command.argv),
+                   server.command.to_dict(), server.alive)
+    from ..engine import server_for_recipe
+
+    srv = server_for_recipe(recipe, start_timeout_s=defaults.DEFAULT_START_TIMEOUT_S)
+    with srv.start():
+        info = {**srv.command.to_dict(), "pid": srv.pid, "ready_after_s": srv.ready_after_s, "log": str(srv.log_path)}
+        return run(srv.base_url, srv.command.served_model_name, _model_arg(srv.command.argv), info, srv.alive)
+
+
+def speculation_warning(recipe: Recipe | None, level: LevelResult) -> str | None:
+    """A note when a recipe asks for speculation but the server proposed no draft tokens:
+    speculation staged but never active must not pass for a measured speed-up."""
+    if recipe is None or recipe.speculative is None:
+        return None
+    stats = level.speculative
+    if stats is None:
+        return (f"WARNING: speculative decoding ({recipe.speculative.method}) was configured but the server "
+                f"exported no vllm:spec_decode_* metrics at concurrency {level.concurrency}: it is not verified")
+    if not stats.get("active"):
+        return (f"WARNING: speculative decoding ({recipe.speculative.method}) was configured but proposed no "
+                f"draft tokens at concurrency {level.concurrency}: it is NOT active")
+    return None
+
+
+def _model_arg(argv: list[str]) -> str | None:
+    return argv[argv.index("--model") + 1] if "--model" in argv else None
+
+
+def _loop_running() -> bool:
+    import asyncio
+
+    try:
+        asyncio.get_running_loop()
+        return True
+    except RuntimeError:
+        return False

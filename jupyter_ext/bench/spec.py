@@ -1,0 +1,183 @@
+"""What a benchmark is, as four typed values: `Target`, `Load`, `Workload` and `Pricing`.
+
+Every face (CLI, magic, panel) and every script describes a benchmark with these values and
+hands them, as one `BenchSpec`, to the one runner (`bench.run_spec` / `BackgroundBenchmark`).
+The checks a user's input needs (a target to measure, levels >= 1, a known instance, a
+discount in [0, 1)) are made here, once, when the value is built: before any server starts.
+The defaults live here too; the faces' option table reads them from these fields.
+
+`BenchSpec.of(**options)` is the one parser from flat options (the keywords of
+`run_benchmark`, which are also the `dest` names of the option table) to the values, so a new
+option is added in one place: a field here and a row in `verbs/table.py`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .. import defaults
+from ..errors import BenchError
+
+if TYPE_CHECKING:
+    from ..recipes import Recipe
+    from .client import Endpoint
+
+
+@dataclass(frozen=True)
+class Target:
+    """What to measure: a recipe (its server is started, or a running one reused), any
+    OpenAI-compatible `url`, a SageMaker endpoint, or a prebuilt client `endpoint`. With a
+    recipe and a URL, the recipe only names what runs at that URL."""
+
+    recipe: "Recipe | None" = None
+    url: str | None = None
+    model: str | None = None                 # served model name at `url` (default: /v1/models)
+    sagemaker_endpoint: str | None = None
+    region: str | None = None
+    endpoint: "Endpoint | None" = None       # a prebuilt client (e.g. bench.sagemaker_stream)
+    api: str = "chat"
+    tokenizer_path: str | Path | None = None  # sizes prompts in real tokens for a URL/endpoint
+    ignore_eos: bool = True
+    extra_body: dict | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.recipe, (str, Path)):
+            from ..recipes import load_recipe
+
+            object.__setattr__(self, "recipe", load_recipe(self.recipe))
+        if self.recipe is None and self.url is None and self.sagemaker_endpoint is None and self.endpoint is None:
+            raise BenchError("bench needs a recipe (e.g. baseline, or recipes/baseline.yaml), --url or "
+                             "--sagemaker-endpoint")
+        if self.url is not None and self.sagemaker_endpoint is not None:
+            raise BenchError("give --url or --sagemaker-endpoint, not both")
+        if self.api not in ("chat", "completions"):
+            raise BenchError(f"api must be chat or completions (got {self.api!r})")
+
+    @property
+    def name(self) -> str:
+        return self.recipe.name if self.recipe is not None else "endpoint"
+
+    def client(self) -> "Endpoint | None":
+        """The prebuilt client for a SageMaker endpoint (None for a recipe or a URL)."""
+        if self.endpoint is not None or self.sagemaker_endpoint is None:
+            return self.endpoint
+        from .sagemaker_stream import sagemaker_endpoint
+
+        return sagemaker_endpoint(self.sagemaker_endpoint, region=self.region)
+
+
+@dataclass(frozen=True)
+class Load:
+    """How hard to push: concurrency levels (a sweep), requests per level, an optional
+    Poisson request rate (concurrency then caps what is in flight), and warm-up requests."""
+
+    concurrency: tuple[int, ...] = tuple(defaults.DEFAULT_CONCURRENCY)
+    num_prompts: int | None = None    # per level; None = 2 x concurrency, at least 4
+    request_rate: float | None = None
+    warmup: int | None = None         # per level; None = one per slot
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "concurrency", tuple(self.concurrency))
+        self.sweep()  # raises BenchError naming the bad value
+
+    def sweep(self, seed: int = 0) -> Any:
+        from .sweep import SweepSpec
+
+        return SweepSpec(concurrency=list(self.concurrency), num_prompts=self.num_prompts, warmup=self.warmup,
+                         request_rate=self.request_rate, seed=seed)
+
+
+@dataclass(frozen=True)
+class Workload:
+    """The prompts: the seed's 500-1000-token question-answering shape, scaled by
+    `input_scale`, with `max_tokens` new tokens each, drawn with `seed`."""
+
+    max_tokens: int = defaults.DEFAULT_MAX_TOKENS
+    input_scale: float = 1.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.max_tokens < 1:
+            raise BenchError(f"max tokens must be >= 1 (got {self.max_tokens})")
+        if self.input_scale <= 0:
+            raise BenchError(f"input scale must be > 0 (got {self.input_scale})")
+
+
+@dataclass(frozen=True)
+class Pricing:
+    """Which instance's hourly rate prices the result, and the discount off on-demand."""
+
+    instance: str = defaults.DEFAULT_INSTANCE
+    discount: float = 0.0
+
+    def __post_init__(self) -> None:
+        from ..catalog import get_instance
+        from ..pricing import check_discount
+
+        get_instance(self.instance)  # UnknownInstanceError with the known names
+        check_discount(self.discount)  # PricingError saying the range
+
+
+@dataclass(frozen=True)
+class BenchSpec:
+    """One benchmark request: the target, and optionally a baseline recipe measured first
+    with the same load, workload and pricing (the result is then a Comparison)."""
+
+    target: Target
+    load: Load = field(default_factory=Load)
+    workload: Workload = field(default_factory=Workload)
+    pricing: Pricing = field(default_factory=Pricing)
+    baseline: "Recipe | None" = None
+    results_dir: str | Path | None = None
+    name: str | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.baseline, (str, Path)):
+            from ..recipes import load_recipe
+
+            object.__setattr__(self, "baseline", load_recipe(self.baseline))
+
+    @classmethod
+    def of(cls, recipe: "Recipe | str | None" = None, **options: Any) -> "BenchSpec":
+        """The spec from flat options: the keywords of `run_benchmark` (concurrency,
+        num_prompts, max_tokens, instance, url, ...). An option nobody knows is a TypeError,
+        as for a function; None means "the default"."""
+        opts = {k: v for k, v in options.items() if v is not None}
+        groups: dict[type, dict[str, Any]] = {Target: {}, Load: {}, Workload: {}, Pricing: {}}
+        top: dict[str, Any] = {}
+        for key, value in opts.items():
+            for kind in groups:
+                if key in _FIELDS[kind]:
+                    groups[kind][key] = value
+                    break
+            else:
+                if key not in ("baseline", "results_dir", "name"):
+                    raise TypeError(f"unknown benchmark option {key!r}")
+                top[key] = value
+        return cls(target=Target(recipe=recipe, **groups[Target]), load=Load(**groups[Load]),
+                   workload=Workload(**groups[Workload]), pricing=Pricing(**groups[Pricing]), **top)
+
+    def runs(self) -> list[Target]:
+        """What is measured, in order: the baseline (on a server of its own) then the target."""
+        if self.baseline is None:
+            return [self.target]
+        base = dataclasses.replace(self.target, recipe=self.baseline, url=None, model=None,
+                                   sagemaker_endpoint=None, endpoint=None)
+        return [base, self.target]
+
+    @property
+    def levels_total(self) -> int:
+        return len(self.load.concurrency) * len(self.runs())
+
+
+_FIELDS = {kind: {f.name for f in dataclasses.fields(kind)} - {"recipe"}
+           for kind in (Target, Load, Workload, Pricing)}
+
+
+def field_default(kind: type, name: str) -> Any:
+    """The default of a spec field, for the faces' option table."""
+    f = next(f for f in dataclasses.fields(kind) if f.name == name)
+    return f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
