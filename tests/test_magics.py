@@ -235,3 +235,37 @@ def test_unload_stops_servers_and_jobs(ip):
 def test_prepare_verb_returns_the_report(ip):
     report = run(ip, "prepare ngram --no-warm -o rep")
     assert "prepared recipe 'ngram'" in str(report) and ip.user_ns["rep"] is report
+
+
+def test_bench_takes_a_sagemaker_endpoint_as_its_target(ip, monkeypatch):
+    """`--sagemaker-endpoint` reaches the benchmark (it was parsed, then dropped: issue 16)."""
+    from jupyter_ext.bench import sagemaker_stream
+    from jupyter_ext.errors import BenchError
+
+    asked = []
+
+    def fake_endpoint(name, region=None):
+        asked.append((name, region))
+        raise BenchError(f"stand-in endpoint {name} in {region}")
+
+    monkeypatch.setattr(sagemaker_stream, "sagemaker_endpoint", fake_endpoint)
+    with pytest.raises(UsageError, match="stand-in endpoint my-ep in us-west-2"):
+        run(ip, "bench --sagemaker-endpoint my-ep --region us-west-2 " + SMALL)
+    assert asked == [("my-ep", "us-west-2")]
+
+
+def test_cli_and_magic_build_the_same_bench_spec():
+    from jupyter_ext.faces.cli import build_parser
+    from jupyter_ext.faces.magics import build_magic_parser
+    from jupyter_ext.verbs import run as verbs_run, table
+
+    line = ["bench", "ngram", "--baseline", "baseline", "--concurrency", "1,2", "--prompts", "3", "--rate", "2",
+            "--max-tokens", "9", "--discount", "0.25", "--no-ignore-eos"]
+    specs = [verbs_run.bench_spec(a.recipe, **table.bench_options(a, face))
+             for a, face in ((build_parser().parse_args(line), table.CLI),
+                             (build_magic_parser().parse_args(line), table.MAGIC))]
+    assert specs[0] == specs[1]
+    s = specs[0]
+    assert s.load.concurrency == (1, 2) and s.load.num_prompts == 3 and s.load.request_rate == 2
+    assert s.workload.max_tokens == 9 and s.pricing.discount == 0.25 and s.target.ignore_eos is False
+    assert [t.recipe.name for t in s.runs()] == ["baseline", "ngram"]
