@@ -29,7 +29,7 @@ from jupyter_ext.bench.result import machine_description, package_versions  # no
 from jupyter_ext.recipes import load_recipe  # noqa: E402
 from jupyter_ext.techniques import prepare_artifacts  # noqa: E402
 from jupyter_ext.techniques.compile import compiled  # noqa: E402
-from jupyter_ext.techniques.prepare import timed_start  # noqa: E402
+from jupyter_ext.engine.prepare import timed_start  # noqa: E402
 
 
 def one_repeat(recipe_name: str, tmp: Path) -> dict:

@@ -35,7 +35,7 @@ from jupyter_ext.bench.result import machine_description, package_versions  # no
 from jupyter_ext.errors import OptimizeError, TechniqueUnavailableError  # noqa: E402
 from jupyter_ext.recipes import Recipe, load_recipe  # noqa: E402
 from jupyter_ext.techniques import check_host_support  # noqa: E402
-from jupyter_ext.techniques.prepare import prepare  # noqa: E402
+from jupyter_ext.engine.prepare import prepare  # noqa: E402
 
 DEFAULT_RECIPES = ["baseline", "ngram", "draft", "compiled", "cpu-tuned", "awq", "best"]
 # (key, row of BenchResult.rows(), higher is better?)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
@@ -199,25 +200,43 @@ def load_recipe(path: str | os.PathLike) -> Recipe:
 
 
 def shipped_recipes_dir() -> Path:
-    """The recipes/ folder of the checkout (or of an installed sdist)."""
-    return Path(__file__).resolve().parent.parent / "recipes"
+    """The recipes shipped inside the package (jupyter_ext/data/recipes; the checkout's
+    top-level `recipes/` links to it), read through importlib.resources so an installed wheel
+    finds them too."""
+    return Path(str(resources.files("jupyter_ext").joinpath("data", "recipes")))
+
+
+def user_recipes_dir() -> Path:
+    """The user's own recipe folder: $JUPYTER_OPTIMIZE_RECIPES, else ./recipes. A recipe there
+    wins over a shipped one of the same name."""
+    return Path(os.environ.get("JUPYTER_OPTIMIZE_RECIPES", "recipes"))
+
+
+def _recipe_files() -> dict[str, Path]:
+    files = {p.stem: p for p in sorted(shipped_recipes_dir().glob("*.yaml"))}
+    user = user_recipes_dir()
+    if user.is_dir():
+        files.update({p.stem: p for p in sorted(user.glob("*.yaml"))})
+    return files
 
 
 def resolve_recipe_path(path: str | os.PathLike) -> Path:
+    """A recipe file from a path, or from a name: the user's folder first, then the shipped."""
     p = Path(path)
     candidates = [p, p.with_suffix(".yaml") if p.suffix == "" else p]
     if not p.is_absolute():
-        candidates += [shipped_recipes_dir() / p, shipped_recipes_dir() / f"{p.name}.yaml"]
+        for folder in (user_recipes_dir(), shipped_recipes_dir()):
+            candidates += [folder / p, folder / f"{p.name}.yaml"]
     for c in candidates:
         if c.is_file():
             return c
-    names = ", ".join(sorted(x.stem for x in shipped_recipes_dir().glob("*.yaml"))) or "none"
+    names = ", ".join(sorted(_recipe_files())) or "none"
     raise RecipeError(f"recipe file {str(path)!r} not found; give a path to a YAML file or a shipped recipe name ({names})")
 
 
 def list_recipes() -> list[Recipe]:
-    """The shipped recipes, validated."""
-    return [load_recipe(p) for p in sorted(shipped_recipes_dir().glob("*.yaml"))]
+    """The shipped recipes and the user's own (which win on a name), validated."""
+    return [load_recipe(p) for _, p in sorted(_recipe_files().items())]
 
 
 # -- stacking rules ---------------------------------------------------------------------

@@ -8,7 +8,7 @@ import pytest
 from jupyter_ext.recipes import load_recipe
 from jupyter_ext.techniques import prepare_artifacts
 from jupyter_ext.techniques.compile import cache_state
-from jupyter_ext.techniques.prepare import timed_start
+from jupyter_ext.engine.prepare import timed_start
 
 
 @pytest.mark.vllm

@@ -9,7 +9,7 @@ techniques' options and what this host can run (so a refused stack fails before 
 starts), resolves the model folder (converted GGUF, or a config-only folder for dummy-weight
 speed runs), and runs each technique's prepare step: the draft model, the AWQ checkpoint,
 the compile cache folder. Each artifact is cached and built with write-then-rename (see
-`store/artifacts.py`). `prepare.prepare` adds the one warm start that fills the compile
+`store/artifacts.py`). `engine.prepare.prepare` adds the one warm start that fills the compile
 cache, for building everything ahead of deployment.
 """
 
@@ -84,10 +84,10 @@ def prepare_artifacts(recipe: Recipe, model_path: str | None = None, check_host:
     return artifacts
 
 
-# Modules of this package that define no technique: the registry itself, the `prepare` verb
-# (it starts a server, so it sits above the engine and is imported only by its callers), the
-# AWQ child-process entry and the AWQ quality evaluation.
-_NOT_TECHNIQUE_MODULES = frozenset({"registry", "prepare", "awq_run", "quantize_eval"})
+# Modules of this package that define no technique: the registry itself, the AWQ child-process
+# entry and the AWQ quality evaluation. (The `prepare` verb's warm start, which starts a server,
+# is engine/prepare.py.)
+_NOT_TECHNIQUE_MODULES = frozenset({"registry", "awq_run", "quantize_eval"})
 
 
 def _discover() -> None:

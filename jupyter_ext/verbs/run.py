@@ -116,7 +116,7 @@ def chart(results: Sequence[Any], kind: str = "dashboard", output: str | None = 
 # -- artifacts and servers ---------------------------------------------------------------
 def prepare(recipe: Any, warm: bool = True) -> Any:
     """Build the recipe's artifacts ahead of deployment; returns the PrepareReport."""
-    from ..techniques.prepare import prepare as run_prepare
+    from ..engine.prepare import prepare as run_prepare
 
     return run_prepare(as_recipe(recipe), warm=warm)
 

