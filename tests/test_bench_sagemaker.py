@@ -1,29 +1,46 @@
-"""Benchmarking a SageMaker endpoint: SigV4-signed requests, AWS event-stream responses,
-the same metrics as a local stream, and no credentials in the saved result."""
+"""Benchmarking a SageMaker endpoint: the runtime URL botocore resolves (partition hosts and
+configured overrides), SigV4-signed requests, AWS event-stream responses, the same metrics as
+a local stream, and no credentials in the saved result."""
 
 import json
 
-from aws_fixtures import FAKE_SECRET, event_stream_message
+import pytest
+
+from aws_fixtures import FAKE_SECRET
+from eventstream_frames import exception_frame, payload_part, stream_reply
 from jupyter_ext.bench import run_benchmark
 from jupyter_ext.bench.sagemaker_stream import sagemaker_endpoint
 
 pytest_plugins = ["aws_fixtures"]
+OVERRIDE_VARS = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME", "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS")
+
+
+@pytest.fixture
+def no_endpoint_override(fake_aws_env, monkeypatch):
+    for var in OVERRIDE_VARS:
+        monkeypatch.delenv(var, raising=False)
 
 
 def _sse(i: int) -> bytes:
     return b"data: " + json.dumps({"choices": [{"index": 0, "delta": {"content": f" w{i}"}}]}).encode() + b"\n\n"
 
 
-def test_signed_event_stream_benchmark(scripted_http, tmp_path):
+def _reply() -> tuple[int, dict[str, str], bytes]:
     usage = b"data: " + json.dumps({"choices": [], "usage": {"prompt_tokens": 7, "completion_tokens": 3}}).encode()
     text = _sse(0) + _sse(1) + _sse(2) + usage + b"\n\ndata: [DONE]\n\n"
     # PayloadParts split lines (and a JSON object) at arbitrary byte offsets, as SageMaker may
-    body = b"".join(event_stream_message("PayloadPart", text[i:i + 37]) for i in range(0, len(text), 37))
-    for _ in range(4):  # warm-up off: 2 requests per level x 2 levels
-        scripted_http.script.append((200, {"Content-Type": "application/vnd.amazon.eventstream"}, body))
+    return stream_reply(*(payload_part(text[i:i + 37]) for i in range(0, len(text), 37)))
+
+
+def _bench(ep, tmp_path, concurrency=(1,), num_prompts=2):
+    return run_benchmark(endpoint=ep, concurrency=list(concurrency), num_prompts=num_prompts, max_tokens=3,
+                         warmup=0, input_scale=0.05, results_dir=tmp_path, progress=False)
+
+
+def test_signed_event_stream_benchmark(scripted_http, tmp_path):
+    scripted_http.script += [_reply()] * 4  # warm-up off: 2 requests per level x 2 levels
     ep = sagemaker_endpoint("my-ep", region="us-east-1", endpoint_url=scripted_http.url)
-    r = run_benchmark(endpoint=ep, concurrency=[1, 2], num_prompts=2, max_tokens=3, warmup=0, input_scale=0.05,
-                      results_dir=tmp_path, progress=False)
+    r = _bench(ep, tmp_path, concurrency=[1, 2])
     assert r.status == "complete"
     for lv in r.levels:
         assert (lv.metrics.completed, lv.metrics.failed, lv.metrics.output_tokens) == (2, 0, 6)
@@ -37,13 +54,51 @@ def test_signed_event_stream_benchmark(scripted_http, tmp_path):
     assert FAKE_SECRET not in saved and '"transport": "sagemaker"' in saved
 
 
+@pytest.mark.parametrize("region, host", [
+    ("us-east-1", "https://runtime.sagemaker.us-east-1.amazonaws.com"),
+    ("cn-north-1", "https://runtime.sagemaker.cn-north-1.amazonaws.com.cn"),
+    ("cn-northwest-1", "https://runtime.sagemaker.cn-northwest-1.amazonaws.com.cn"),
+])
+def test_the_runtime_host_is_the_partitions(no_endpoint_override, region, host):
+    ep = sagemaker_endpoint("my-ep", region=region)
+    assert ep.transport.url == f"{host}/endpoints/my-ep/invocations-response-stream"
+    _, headers = ep.prepare(b"{}")
+    assert f"/{region}/sagemaker/aws4_request" in headers["Authorization"]
+
+
+@pytest.mark.parametrize("where", ["AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME", "AWS_ENDPOINT_URL", "config file"])
+def test_a_configured_endpoint_url_carries_the_benchmark(no_endpoint_override, scripted_http, tmp_path,
+                                                         monkeypatch, where):
+    """The override a boto3 client would honour is the one the benchmark's requests go to."""
+    if where == "config file":
+        config = tmp_path / "aws-config"
+        config.write_text(f"[default]\nservices = local\n\n[services local]\nsagemaker_runtime =\n"
+                          f"  endpoint_url = {scripted_http.url}\n")
+        monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
+    else:
+        monkeypatch.setenv(where, scripted_http.url)
+    ep = sagemaker_endpoint("my-ep", region="us-east-1")
+    assert ep.transport.url.startswith(scripted_http.url + "/endpoints/my-ep/")
+    scripted_http.script += [_reply()] * 2
+    r = _bench(ep, tmp_path / "results")
+    assert (r.levels[0].metrics.completed, r.levels[0].metrics.failed) == (2, 0)
+    assert len(scripted_http.requests) == 2
+
+
+def test_the_endpoint_url_argument_wins_over_the_environment(no_endpoint_override, scripted_http, monkeypatch):
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME", "http://127.0.0.1:9")
+    ep = sagemaker_endpoint("my-ep", region="us-east-1", endpoint_url=scripted_http.url)
+    assert ep.transport.url == f"{scripted_http.url}/endpoints/my-ep/invocations-response-stream"
+
+
 def test_a_stream_error_is_a_failed_request(scripted_http, tmp_path):
-    err = event_stream_message("ModelStreamError", b'{"Message": "boom"}').replace(b"event", b"exception", 1)
-    scripted_http.script.append((200, {"Content-Type": "application/vnd.amazon.eventstream"}, err))
+    first = payload_part(_sse(0))
+    scripted_http.script.append(stream_reply(first, exception_frame("ModelStreamError", "boom", "424")))
     scripted_http.script.append((403, {"Content-Type": "application/json"}, b'{"message": "denied"}'))
     ep = sagemaker_endpoint("my-ep", region="us-east-1", endpoint_url=scripted_http.url)
-    r = run_benchmark(endpoint=ep, concurrency=[1], num_prompts=2, max_tokens=3, warmup=0, input_scale=0.05,
-                      results_dir=tmp_path, progress=False)
+    r = _bench(ep, tmp_path)
     m = r.levels[0].metrics
     assert (m.completed, m.failed) == (0, 2)
-    assert any("HTTP 403" in (s.error or "") for s in r.levels[0].samples)
+    errors = sorted(s.error or "" for s in r.levels[0].samples)
+    assert "HTTP 403" in errors[1]
+    assert errors[0] == "BenchError: the endpoint's stream failed (ModelStreamError, ErrorCode 424): boom"

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .metrics import RequestSample
+from .sse import aiter_sse
 from .workload import Prompt
 
 READ_BUFSIZE = 1 << 22  # 4 MiB: a small buffer makes aiohttp split and re-read long streams
@@ -74,9 +75,10 @@ class Endpoint:
             return self.transport.prepare(payload)
         return self.url, {"Content-Type": "application/json"}
 
-    def lines(self, resp):
-        """The response body's lines: SSE from an OpenAI server, or a transport's decoding."""
-        return self.transport.lines(resp) if self.transport is not None else resp.content
+    def chunks(self, resp):
+        """The response's SSE bytes, as they arrive: the HTTP body of an OpenAI server, or what
+        a transport takes out of its own framing (SageMaker's event stream)."""
+        return self.transport.chunks(resp) if self.transport is not None else resp.content.iter_any()
 
 
 def new_session(endpoint: Endpoint):
@@ -133,15 +135,8 @@ async def stream_request(session, endpoint: Endpoint, prompt: Prompt, max_tokens
                 detail = (await resp.text())[:300]
                 sample.error = f"HTTP {resp.status}: {detail}"
                 return sample
-            async for raw in endpoint.lines(resp):
+            async for event in aiter_sse(endpoint.chunks(resp)):
                 now = time.perf_counter()
-                line = raw.strip()
-                if not line.startswith(b"data:"):
-                    continue
-                data = line[5:].strip()
-                if data == b"[DONE]":
-                    break
-                event = json.loads(data)
                 if event.get("error"):
                     raise RuntimeError(str(event["error"])[:300])
                 piece = _content_of(event)

@@ -2,32 +2,43 @@
 
 Requests go to `InvokeEndpointWithResponseStream` over HTTPS, signed with SigV4 from the
 boto3 session's credentials (signed before the request's clock starts, and never stored:
-results keep only the endpoint's name and region). The response is AWS's binary event
-stream; each PayloadPart carries bytes of the container's own Server-Sent Events, which
-are split into lines and timed exactly like a local vLLM stream.
+results keep only the endpoint's name and region). The URL is the one botocore resolves for
+a `sagemaker-runtime` client: the partition's host (amazonaws.com.cn in the China regions),
+or an endpoint URL the user configured (the argument, AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME,
+AWS_ENDPOINT_URL, or `endpoint_url` in the AWS config file). The response is AWS's binary
+event stream; each PayloadPart carries bytes of the container's own Server-Sent Events,
+which the client reads and times exactly like a local vLLM stream (bench.sse).
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any, AsyncIterator
 
 from ..errors import BenchError
 from .client import Endpoint
 
+SERVICE = "sagemaker-runtime"
+
 
 @dataclass
 class SageMakerTransport:
+    """Signs requests for one endpoint and takes the SSE bytes out of its event stream.
+
+    `endpoint_url` is the runtime's base URL as botocore resolved it (see the module
+    docstring); `signing_name` is the service's SigV4 name ("sagemaker")."""
+
     endpoint_name: str
     region: str
     credentials: Any  # botocore Credentials (refreshable); never serialized
-    endpoint_url: str | None = None
+    endpoint_url: str
     inference_component: str | None = None
+    signing_name: str = "sagemaker"
 
     @property
     def url(self) -> str:
-        base = self.endpoint_url or f"https://runtime.sagemaker.{self.region}.amazonaws.com"
-        return f"{base.rstrip('/')}/endpoints/{self.endpoint_name}/invocations-response-stream"
+        return f"{self.endpoint_url.rstrip('/')}/endpoints/{self.endpoint_name}/invocations-response-stream"
 
     def prepare(self, payload: bytes) -> tuple[str, dict[str, str]]:
         """URL and SigV4-signed headers for one request body."""
@@ -38,38 +49,50 @@ class SageMakerTransport:
         if self.inference_component:
             headers["X-Amzn-SageMaker-Inference-Component"] = self.inference_component
         req = AWSRequest(method="POST", url=self.url, data=payload, headers=headers)
-        SigV4Auth(self.credentials.get_frozen_credentials(), "sagemaker", self.region).add_auth(req)
+        SigV4Auth(self.credentials.get_frozen_credentials(), self.signing_name, self.region).add_auth(req)
         return self.url, dict(req.headers.items())
 
-    async def lines(self, resp) -> AsyncIterator[bytes]:
-        """Lines of the container's SSE text, taken out of the binary event stream."""
+    async def chunks(self, resp) -> AsyncIterator[bytes]:
+        """The container's SSE bytes, PayloadPart by PayloadPart, out of the binary event
+        stream; an exception event (ModelStreamError, InternalStreamFailure) raises."""
         from botocore.eventstream import EventStreamBuffer
 
-        frames, pending = EventStreamBuffer(), b""
-        async for chunk in resp.content.iter_any():
-            frames.add_data(chunk)
+        frames = EventStreamBuffer()
+        async for data in resp.content.iter_any():
+            frames.add_data(data)
             for msg in frames:
                 kind = msg.headers.get(":message-type")
                 if kind != "event":
-                    raise RuntimeError(f"endpoint stream {msg.headers.get(':exception-type', kind)}: "
-                                       f"{msg.payload[:300].decode('utf-8', 'replace')}")
+                    raise BenchError(_stream_failure(msg.headers, msg.payload))
                 if msg.headers.get(":event-type") == "PayloadPart":
-                    pending += msg.payload
-                    *done, pending = pending.split(b"\n")
-                    for line in done:
-                        yield line
-        if pending:
-            yield pending
+                    yield msg.payload
 
     def describe(self) -> dict:
         return {"transport": "sagemaker", "endpoint_name": self.endpoint_name, "region": self.region,
                 "inference_component": self.inference_component}
 
 
+def _stream_failure(headers: dict[str, Any], payload: bytes) -> str:
+    """What an exception message of the event stream says: its type (ModelStreamError,
+    InternalStreamFailure) and its JSON payload's Message and ErrorCode."""
+    kind = headers.get(":exception-type") or headers.get(":error-code") or headers.get(":message-type")
+    try:
+        body = json.loads(payload)
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        body = {"Message": headers.get(":error-message") or payload[:300].decode("utf-8", "replace")}
+    code = f", ErrorCode {body['ErrorCode']}" if body.get("ErrorCode") else ""
+    return f"the endpoint's stream failed ({kind}{code}): {body.get('Message') or body.get('message')}"
+
+
 def sagemaker_endpoint(endpoint_name: str, region: str | None = None, session: Any = None,
                        endpoint_url: str | None = None, inference_component: str | None = None,
                        model: str = "sagemaker") -> Endpoint:
-    """An Endpoint whose requests are signed and sent to a SageMaker endpoint."""
+    """An Endpoint whose requests are signed and sent to a SageMaker endpoint.
+
+    `endpoint_url` overrides the runtime's URL (as it does for a boto3 client); without it,
+    botocore's resolution applies, configured overrides included."""
     import boto3
 
     session = session or boto3.Session()
@@ -80,7 +103,8 @@ def sagemaker_endpoint(endpoint_name: str, region: str | None = None, session: A
     if creds is None:
         raise BenchError("no AWS credentials found; configure them (aws configure, a role, or env vars) "
                          "to benchmark a SageMaker endpoint")
-    transport = SageMakerTransport(endpoint_name, region, creds, endpoint_url, inference_component)
+    meta = session.client(SERVICE, region_name=region, endpoint_url=endpoint_url).meta
+    transport = SageMakerTransport(endpoint_name, meta.region_name, creds, meta.endpoint_url,
+                                   inference_component, meta.service_model.signing_name)
     # LMI's vLLM speaks the OpenAI chat schema through /invocations; ignore_eos is vLLM's too
     return Endpoint(base_url=transport.url, model=model, api="chat", transport=transport)
-

@@ -1,0 +1,96 @@
+"""The one reader of streamed replies: Server-Sent Events (`text/event-stream`) to JSON events.
+
+Every streamed reply of the toolkit is read here, whether its bytes come from an HTTP body
+(a local vLLM server) or from the PayloadParts of a SageMaker event stream. Bytes arrive cut
+at arbitrary places, inside a line or inside a UTF-8 character, so they are kept until a
+newline arrives and a whole line is decoded. A line is `data: {...}` or, as LMI's own
+jsonlines schema sends, a bare JSON line; `data: [DONE]` ends the stream; blank lines, SSE
+comments (`: ...`) and the other SSE fields (`event:`, `id:`, `retry:`) carry no data.
+
+Each `data:` line is one JSON event: the OpenAI and LMI servers never split an event over
+several `data:` lines, so lines are not joined as the SSE specification would. A line that is
+not JSON raises `json.JSONDecodeError` (its `.doc` is the line): the caller names the error.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, AsyncIterable, AsyncIterator, Iterable, Iterator
+
+DONE = "[DONE]"
+_NO_DATA_FIELDS = ("event:", "id:", "retry:")
+
+
+def data_of(line: str) -> str | None:
+    """The data a line carries, or None for a blank line, a comment or another SSE field."""
+    line = line.strip()
+    if line.startswith("data:"):
+        line = line[5:].strip()
+    elif line.startswith(":") or line.startswith(_NO_DATA_FIELDS):
+        return None
+    return line or None
+
+
+class SSEDecoder:
+    """Feed byte chunks in order; get the JSON events of the lines they complete.
+
+    After `[DONE]`, `done` is True and anything later is ignored. A JSON value that is not an
+    object comes back as `{"value": v}`, so every event is a dict.
+    """
+
+    def __init__(self) -> None:
+        self._buf = b""
+        self.done = False
+
+    def feed(self, chunk: bytes) -> list[dict[str, Any]]:
+        """The events of the whole lines now buffered; the trailing partial line is kept."""
+        if self.done:
+            return []
+        *lines, self._buf = (self._buf + chunk).split(b"\n")
+        return self._events(lines)
+
+    def close(self) -> list[dict[str, Any]]:
+        """The event of a last line that had no newline (a stream may end without one)."""
+        rest, self._buf = self._buf, b""
+        return [] if self.done else self._events([rest])
+
+    def _events(self, lines: list[bytes]) -> list[dict[str, Any]]:
+        events = []
+        for raw in lines:
+            data = data_of(raw.decode("utf-8"))
+            if data is None:
+                continue
+            if data == DONE:
+                self.done = True
+                break
+            event = json.loads(data)
+            events.append(event if isinstance(event, dict) else {"value": event})
+        return events
+
+
+def iter_sse(chunks: Iterable[bytes]) -> Iterator[dict[str, Any]]:
+    """JSON events of a byte stream, each yielded as soon as its line is complete.
+
+    The stream is read to its end even after `[DONE]`: a blocking HTTP body (urllib3's,
+    under boto3) goes back to the connection pool only once it has been read through."""
+    decoder = SSEDecoder()
+    for chunk in chunks:
+        yield from decoder.feed(chunk)
+    yield from decoder.close()
+
+
+async def aiter_sse(chunks: AsyncIterable[bytes]) -> AsyncIterator[dict[str, Any]]:
+    """`iter_sse` for an async byte stream (an aiohttp body, a decoded event stream). It stops
+    at `[DONE]`: leaving aiohttp's `async with` releases the connection, and a server that
+    keeps the stream open after it would otherwise hold a request until its read timeout."""
+    decoder = SSEDecoder()
+    async for chunk in chunks:
+        for event in decoder.feed(chunk):
+            yield event
+        if decoder.done:
+            return
+    for event in decoder.close():
+        yield event
+
+
+__all__ = ["DONE", "SSEDecoder", "aiter_sse", "data_of", "iter_sse"]
