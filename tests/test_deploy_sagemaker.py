@@ -17,11 +17,13 @@ pytest.register_assert_rewrite("aws_fixtures")
 # The fixtures load once as a plugin, so both test modules share one moto server.
 pytest_plugins = ["aws_fixtures"]
 pytestmark = pytest.mark.usefixtures("fake_aws_env")
-from aws_fixtures import FAKE_KEY_ID, FAKE_SECRET, REGION, ROLE_ARN, event_stream_message, queue_moto_invoke_results  # noqa: E402
+from aws_fixtures import FAKE_KEY_ID, FAKE_SECRET, REGION, ROLE_ARN, queue_moto_invoke_results  # noqa: E402
+from eventstream_frames import exception_frame, frame, payload_part, stream_reply  # noqa: E402
 
 from jupyter_ext.deploy import sagemaker as sm  # noqa: E402
 from jupyter_ext.deploy.aws import AwsClients, RequestRecorder  # noqa: E402
-from jupyter_ext.deploy.sagemaker_invoke import SSEParser, iter_stream_events, iter_stream_text  # noqa: E402
+from jupyter_ext.bench.sse import SSEDecoder  # noqa: E402
+from jupyter_ext.deploy.sagemaker_invoke import iter_stream_events, iter_stream_text  # noqa: E402
 from jupyter_ext.errors import AwsPermissionError, DeployError, EndpointNotFoundError, StackError  # noqa: E402
 from jupyter_ext.recipes import recipe_from_dict  # noqa: E402
 
@@ -349,9 +351,7 @@ def test_streaming_invoke_parses_payload_parts_from_the_event_stream(scripted_ht
            'data: {"choices":[],"usage":{"completion_tokens":3}}\n\ndata: [DONE]\n\n').encode()
     cut = raw.index(b"\xc3") + 1  # a PayloadPart may end inside a line and inside a UTF-8 character
     pieces = [raw[:60], raw[60:cut], raw[cut:]]
-    body = b"".join(event_stream_message("PayloadPart", p) for p in pieces)
-    scripted_http.script = [(200, {"Content-Type": "application/vnd.amazon.eventstream",
-                              "X-Amzn-SageMaker-Content-Type": "text/event-stream"}, body)]
+    scripted_http.script = [stream_reply(*(payload_part(p) for p in pieces))]
     chunks = list(sm.invoke("ep", "Say hello in French", max_tokens=8, stream=True,
                             session=AwsClients(region=REGION, endpoint_url=scripted_http.url)))
     assert chunks == ["Bon", "jour \u00e9"]
@@ -364,24 +364,47 @@ def test_sse_parser_joins_split_lines_and_characters():
     raw = 'data: {"choices":[{"delta":{"content":"caf\u00e9"}}]}\n\n{"token":{"text":"!"}}\n: comment\ndata: [DONE]\n'.encode()
     events = [{"PayloadPart": {"Bytes": raw[i:i + 5]}} for i in range(0, len(raw), 5)]
     assert list(iter_stream_text(events)) == ["caf\u00e9", "!"]
-    parser = SSEParser()
-    parser.feed(b"data: [DONE]\n")
-    assert parser.done
+    decoder = SSEDecoder()
+    assert decoder.feed(b'data: {"a": 1}\nid: 7\nevent: x\nretry: 5\n\n: ping\ndata: [DO') == [{"a": 1}]
+    assert decoder.feed(b'NE]\ndata: {"after": "done"}\n') == [] and decoder.done
+    assert decoder.close() == []
 
 
-def test_stream_errors_raise():
-    events = [{"PayloadPart": {"Bytes": b'data: {"choices":[{"delta":{"content":"a"}}]}\n'}},
-              {"ModelStreamError": {"Message": "model crashed", "ErrorCode": "500"}}]
-    with pytest.raises(DeployError, match="model crashed"):
-        list(iter_stream_events(events))
-    with pytest.raises(DeployError, match="not JSON"):
+def test_a_line_that_is_not_json_raises():
+    with pytest.raises(DeployError, match="not JSON: '<html>'"):
         list(iter_stream_events([{"PayloadPart": {"Bytes": b"data: <html>\n"}}]))
+
+
+def test_the_test_encoder_writes_what_botocore_decodes():
+    from botocore.eventstream import EventStreamBuffer
+
+    buf = EventStreamBuffer()
+    buf.add_data(payload_part(b"data: x\n") + exception_frame("ModelStreamError", "m", "500"))
+    part, err = list(buf)
+    assert (part.headers[":event-type"], part.payload) == ("PayloadPart", b"data: x\n")
+    assert err.headers == {":message-type": "exception", ":exception-type": "ModelStreamError",
+                           ":content-type": "application/json"}
+    assert json.loads(err.payload) == {"Message": "m", "ErrorCode": "500"}
+    assert frame({}, b"") == bytes.fromhex("00000010 00000000 05c248eb 7d98c8ff")  # the spec's empty message
+
+
+@pytest.mark.parametrize("kind", ["ModelStreamError", "InternalStreamFailure"])
+def test_a_failure_sent_mid_stream_is_a_deploy_error(scripted_http, kind):
+    """What the service sends when the model fails after it began to answer: a PayloadPart,
+    then an exception message, which real boto3 raises as EventStreamError while reading."""
+    first = b'data: {"choices":[{"delta":{"content":"Bon"}}]}\n\n'
+    scripted_http.script = [stream_reply(payload_part(first), exception_frame(kind, "model crashed", "500"))]
+    chunks = sm.invoke("ep", "hi", max_tokens=8, stream=True,
+                       session=AwsClients(region=REGION, endpoint_url=scripted_http.url))
+    assert next(chunks) == "Bon"
+    with pytest.raises(DeployError, match=rf"^the endpoint's stream failed \({kind}\): model crashed$") as caught:
+        next(chunks)
+    assert type(caught.value.__cause__).__name__ == "EventStreamError"
 
 
 def test_endpoint_stream_fn_yields_json_chunks_for_the_bench_client(scripted_http):
     payload = b'data: {"choices":[{"delta":{"content":"x"}}]}\n\n'
-    scripted_http.script = [(200, {"Content-Type": "application/vnd.amazon.eventstream"},
-                        event_stream_message("PayloadPart", payload))]
+    scripted_http.script = [stream_reply(payload_part(payload))]
     send = sm.endpoint_stream_fn("ep", AwsClients(region=REGION, endpoint_url=scripted_http.url))
     body = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 4,
             "stream_options": {"include_usage": True}}

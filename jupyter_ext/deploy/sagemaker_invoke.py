@@ -1,9 +1,10 @@
 """Calling a deployed LMI endpoint: plain and streamed chat requests, and parsing the replies.
 
 The reply formats are the container's, not boto3's: a streamed reply arrives as PayloadPart
-byte chunks that carry Server-Sent Events lines (`data: {...}`) split at arbitrary places, so
-the parser keeps bytes until a whole line is there. `endpoint_stream_fn` is the seam the
-benchmark client uses to measure an endpoint with the same metrics as a local server.
+byte chunks that carry Server-Sent Events lines (`data: {...}`) split at arbitrary places,
+read by bench.sse like every other stream; a failure the service reports mid-stream (boto3's
+EventStreamError) becomes a DeployError. `endpoint_stream_fn` is the seam the benchmark
+client uses to measure an endpoint with the same metrics as a local server.
 """
 
 from __future__ import annotations
@@ -14,6 +15,9 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator
 
+from botocore.exceptions import EventStreamError
+
+from ..bench.sse import iter_sse
 from ..errors import DeployError
 from .aws import as_clients
 
@@ -42,56 +46,29 @@ def text_of(payload: Any) -> str:
     return payload.get("generated_text") or ""
 
 
-class SSEParser:
-    """Turns PayloadPart byte chunks into JSON events.
-
-    A chunk may end in the middle of a line (or of a UTF-8 character), so bytes are kept
-    until a newline arrives. Lines are `data: {...}` (Server-Sent Events) or bare JSON lines;
-    `data: [DONE]` ends the stream; blank lines and SSE comments are skipped.
-    """
-
-    def __init__(self) -> None:
-        self._buf = b""
-        self.done = False
-
-    def feed(self, chunk: bytes) -> list[dict[str, Any]]:
-        self._buf += chunk
-        *lines, self._buf = self._buf.split(b"\n")
-        return [e for e in (self._parse(line) for line in lines) if e is not None]
-
-    def close(self) -> list[dict[str, Any]]:
-        rest, self._buf = self._buf, b""
-        event = self._parse(rest)
-        return [event] if event is not None else []
-
-    def _parse(self, raw: bytes) -> dict[str, Any] | None:
-        line = raw.decode("utf-8").strip()
-        if line.startswith("data:"):
-            line = line[5:].strip()
-        if not line or line.startswith(":") or line.startswith(("event:", "id:", "retry:")):
-            return None
-        if line == "[DONE]":
-            self.done = True
-            return None
-        try:
-            event = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise DeployError(f"the endpoint streamed a line that is not JSON: {line[:200]!r}") from err
-        return event if isinstance(event, dict) else {"value": event}
-
-
 def iter_stream_events(events: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-    """JSON events of an InvokeEndpointWithResponseStream body (its EventStream of PayloadParts)."""
-    parser = SSEParser()
-    for event in events:
-        if "PayloadPart" in event:
-            yield from parser.feed(event["PayloadPart"].get("Bytes", b""))
-        for kind in ("ModelStreamError", "InternalStreamFailure"):
-            if kind in event:
-                detail = event[kind]
-                raise DeployError(f"the endpoint's stream failed ({kind}): "
-                                  f"{detail.get('Message', detail)}")
-    yield from parser.close()
+    """JSON events of an InvokeEndpointWithResponseStream body (its EventStream of PayloadParts),
+    read by the one SSE reader (bench.sse). A failure the service sends mid-stream, or a line
+    that is not JSON, is a DeployError."""
+    try:
+        yield from iter_sse(_payload_parts(events))
+    except json.JSONDecodeError as err:
+        raise DeployError(f"the endpoint streamed a line that is not JSON: {err.doc[:200]!r}") from err
+
+
+def _payload_parts(events: Iterable[dict[str, Any]]) -> Iterator[bytes]:
+    """The bytes of each PayloadPart. The service sends ModelStreamError and InternalStreamFailure
+    as exception messages, which botocore raises as EventStreamError while the stream is read
+    (not as events): its Code is the exception type, its Message the payload's Message
+    (botocore 1.44 keeps no ErrorCode)."""
+    try:
+        for event in events:
+            if "PayloadPart" in event:
+                yield event["PayloadPart"].get("Bytes", b"")
+    except EventStreamError as err:
+        error = err.response.get("Error", {})
+        raise DeployError(f"the endpoint's stream failed ({error.get('Code') or 'unknown error'}): "
+                          f"{error.get('Message') or err}") from err
 
 
 def iter_stream_text(events: Iterable[dict[str, Any]]) -> Iterator[str]:
