@@ -8,7 +8,6 @@ reaches AWS: every client points at 127.0.0.1 or is stubbed, and the credentials
 
 from __future__ import annotations
 
-import binascii
 import json
 import socket
 import struct
@@ -174,18 +173,8 @@ def _header(name: str, value: str) -> bytes:
     return struct.pack("!B", len(n)) + n + struct.pack("!BH", 7, len(v)) + v  # 7 = string
 
 
-def event_stream_message(event_type: str, payload: bytes) -> bytes:
-    """One message of AWS's binary event-stream encoding (what InvokeEndpointWithResponseStream
-    sends): prelude (total length, headers length, CRC), headers, payload, message CRC."""
-    headers = (_header(":message-type", "event") + _header(":event-type", event_type)
-               + _header(":content-type", "application/octet-stream"))
-    total = 12 + len(headers) + len(payload) + 4
-    prelude = struct.pack("!II", total, len(headers))
-    prelude += struct.pack("!I", binascii.crc32(prelude) & 0xFFFFFFFF)
-    message = prelude + headers + payload
-    return message + struct.pack("!I", binascii.crc32(message) & 0xFFFFFFFF)
 
 
 __all__ = ["REGION", "FAKE_KEY_ID", "FAKE_SECRET", "ROLE_ARN", "fake_aws_env", "moto_server", "moto_url",
            "moto_clients", "moto_boto", "boto_stub", "scripted_http", "ScriptedServer",
-           "queue_moto_invoke_results", "event_stream_message", "free_port"]
+           "queue_moto_invoke_results", "free_port"]

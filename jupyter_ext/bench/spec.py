@@ -115,10 +115,14 @@ class Pricing:
 
     def __post_init__(self) -> None:
         from ..catalog import get_instance
+        from ..errors import PricingError
         from ..pricing import check_discount
 
         get_instance(self.instance)  # UnknownInstanceError with the known names
-        check_discount(self.discount)  # PricingError saying the range
+        try:
+            check_discount(self.discount)  # the one check of the range
+        except PricingError as e:
+            raise BenchError(str(e)) from None
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from .. import defaults
 from ..store.model_files import cache_root
+from ..bench.sse import iter_sse
 from ..engine import registry
 from ..engine.server import LocalServer, http_ok, log_tail, server_for_recipe
 from ..errors import DeployError, EndpointNotFoundError
@@ -196,8 +197,7 @@ def invoke(name: str, prompt: str, max_tokens: int = 64, stream: bool = False) -
     if not stream:
         return json.loads(raw)["choices"][0]["message"]["content"]
     parts = []
-    for line in raw.splitlines():
-        if line.startswith("data:") and line.strip() != "data: [DONE]":
-            choices = json.loads(line[5:]).get("choices") or [{}]
-            parts.append(choices[0].get("delta", {}).get("content") or "")
+    for event in iter_sse([raw.encode()]):
+        choices = event.get("choices") or [{}]
+        parts.append(choices[0].get("delta", {}).get("content") or "")
     return "".join(parts)
