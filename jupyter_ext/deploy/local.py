@@ -20,6 +20,7 @@ import urllib.error
 import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Callable
 
 from .. import defaults
 from ..store.model_files import cache_root
@@ -128,7 +129,8 @@ def _load(path: Path) -> LocalEndpoint:
 
 
 def serve(recipe: Recipe | str, host: str = "127.0.0.1", port: int | None = None,
-          start_timeout_s: float = defaults.DEFAULT_START_TIMEOUT_S) -> "LocalServer":
+          start_timeout_s: float = defaults.DEFAULT_START_TIMEOUT_S,
+          on_start: "Callable[[Recipe], None] | None" = None) -> "LocalServer":
     """A local deployment kept attached to this process: the same server `deploy` starts, but
     it stays in the engine's registry instead of a state file, so a benchmark of the same
     recipe reuses it, `stop` ends it by pid, and it ends with this process. A kept server for
@@ -137,6 +139,8 @@ def serve(recipe: Recipe | str, host: str = "127.0.0.1", port: int | None = None
     running = registry.find(recipe)
     if running is not None:
         return running
+    if on_start is not None:
+        on_start(recipe)  # a face says what it waits for
     from .. import engine  # looked up now, so a test's stand-in engine is used
 
     srv = engine.server_for_recipe(recipe, host=host, port=port, start_timeout_s=start_timeout_s)

@@ -126,15 +126,8 @@ def serve(recipe: Any, host: str = "127.0.0.1", port: int | None = None,
     """A local deployment kept attached to this process (`deploy.local.serve`): the running
     LocalServer, reused by benchmarks of the same recipe, stopped by `stop` or at exit."""
     from ..deploy import local
-    from ..engine import registry
 
-    r = as_recipe(recipe)
-    running = registry.find(r)
-    if running is not None:
-        return running
-    if on_start is not None:
-        on_start(r)
-    return local.serve(r, host=host, port=port)
+    return local.serve(as_recipe(recipe), host=host, port=port, on_start=on_start)
 
 
 def stop(pids: Sequence[int] | None = None) -> list[Any]:
