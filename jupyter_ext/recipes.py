@@ -34,7 +34,7 @@ INSTANCE_TYPE_RE = re.compile(r"^ml\.[a-z][a-z0-9-]*\.[0-9]*x?large$|^ml\.[a-z][
 
 __all__ = ["Recipe", "EngineSettings", "Speculation", "Quantization", "Compilation", "NgramSpeculation",
            "DraftModelSpeculation", "AwqQuantization", "Fp8Quantization", "recipe_from_dict", "recipe_from_yaml",
-           "load_recipe", "list_recipes", "shipped_recipes_dir", "resolve_recipe_path", "check_stack",
+           "load_recipe", "list_recipes", "DeploySettings", "ROUTING_STRATEGIES", "shipped_recipes_dir", "resolve_recipe_path", "check_stack",
            "STACK_RULES", "atomic_write_text"]
 
 
@@ -72,6 +72,23 @@ def _section_type(section: str) -> Any:
 Speculation = _section_type("speculative")
 Quantization = _section_type("quantize")
 CompileSection = _section_type("compile")
+AdaptersSection = _section_type("adapters")
+
+# SageMaker's ProductionVariantRoutingConfig.RoutingStrategy enum (botocore 1.44 sagemaker
+# service model), lower-cased as recipes write it; tests/test_routing.py checks it against
+# the installed model.
+ROUTING_STRATEGIES = ("least_outstanding_requests", "random", "prefix_aware", "kv_aware")
+
+
+class DeploySettings(Strict):
+    """How an endpoint made from the recipe serves (SageMaker; a local server has one instance)."""
+
+    routing: Literal[ROUTING_STRATEGIES] = "least_outstanding_requests"  # type: ignore[valid-type]
+
+    @property
+    def routing_strategy(self) -> str:
+        """The API's spelling: LEAST_OUTSTANDING_REQUESTS, RANDOM, ..."""
+        return self.routing.upper()
 
 
 class Recipe(Strict):
@@ -85,6 +102,13 @@ class Recipe(Strict):
     speculative: Speculation | None = None
     quantize: Quantization | None = None
     compile: CompileSection | None = None
+    adapters: AdaptersSection | None = None
+    deploy: DeploySettings | None = None
+
+    @property
+    def routing_strategy(self) -> str:
+        """The endpoint's RoutingStrategy: the deploy section's, else LEAST_OUTSTANDING_REQUESTS."""
+        return (self.deploy or DeploySettings()).routing_strategy
 
     @field_validator("model")
     @classmethod

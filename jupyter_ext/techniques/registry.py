@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 # The recipe sections techniques can own, in the order a recipe lists its techniques. A new
 # section also needs its field on `Recipe`; a new method of these sections needs nothing else.
-SECTIONS = ("speculative", "quantize", "compile")
+SECTIONS = ("speculative", "quantize", "compile", "adapters")
 
 
 @dataclass
@@ -35,10 +35,11 @@ class Artifacts:
     model_path: str
     draft_path: str | None = None
     compile_cache_dir: str | None = None
+    adapters: dict[str, str] = field(default_factory=dict)  # LoRA adapter name -> local folder
 
     def to_dict(self) -> dict:
         return {"model_path": self.model_path, "draft_path": self.draft_path,
-                "compile_cache_dir": self.compile_cache_dir}
+                "compile_cache_dir": self.compile_cache_dir, "adapters": dict(self.adapters)}
 
 
 @dataclass
@@ -52,11 +53,12 @@ class EngineArgs:
 @dataclass(frozen=True)
 class LmiTarget:
     """Where a SageMaker endpoint finds what the techniques need: the model's S3 prefix (None:
-    the container downloads from the Hub) and the draft model (the mounted S3 channel or a Hub
-    id; None when neither exists)."""
+    the container downloads from the Hub), the draft model (the mounted S3 channel or a Hub
+    id; None when neither exists) and the S3 prefix of the LoRA adapters' tarballs."""
 
     model_data_s3: str | None = None
     draft: str | None = None
+    adapters_s3: str | None = None  # the S3 prefix holding <adapter name>.tar.gz for each LoRA adapter
 
 
 class Technique:
