@@ -61,7 +61,10 @@ class DeployPanel(W.VBox):
         self.role_arn = W.Text(value="", description="role ARN", placeholder="arn:aws:iam::<account>:role/<name>",
                                **wide)
         self.region = W.Text(value="", description="region", placeholder="default: AWS_REGION", **wide)
-        self.sagemaker_box = W.VBox([self.instance_type, self.instance_count, self.role_arn, self.region])
+        self.adapters_s3 = W.Text(value="", description="adapters S3", placeholder="s3://bucket/prefix (<adapter>.tar.gz "
+                                  "each; recipes with adapters:)", **wide)
+        self.sagemaker_box = W.VBox([self.instance_type, self.instance_count, self.role_arn, self.region,
+                                     self.adapters_s3])
         self.dry_run = W.Button(description="Dry run", icon="eye")
         self.deploy = W.Button(description="Deploy", button_style="primary", icon="cloud-upload")
         self.reason = W.HTML()
@@ -132,7 +135,8 @@ class DeployPanel(W.VBox):
         return sagemaker.plan_deployment(self._chosen_recipe(), self.name.value.strip() or None,
                                          role_arn=role or sagemaker.DRY_RUN_ROLE, region=self.region.value.strip() or None,
                                          instance_type=self.instance_type.value,
-                                         instance_count=self.instance_count.value)
+                                         instance_count=self.instance_count.value,
+                                         adapters_s3=self.adapters_s3.value.strip() or None)
 
     def _show(self, obj: Any) -> None:
         self.result = obj

@@ -4,63 +4,41 @@
 requests (CreateModel, CreateEndpointConfig, CreateEndpoint, and CreateInferenceComponent when
 asked for), which `dry_run` shows and `deploy` makes in order. `deploy` waits for InService
 with a deadline and, if any step fails, deletes what it created in reverse order, so a failed
-deploy leaves nothing behind that bills by the hour. `undeploy` finds everything an endpoint
-uses through Describe calls and deletes it. `invoke` and `endpoint_stream_fn` (in sagemaker_invoke,
+deploy leaves nothing behind that bills by the hour. `undeploy` (in sagemaker_undeploy,
+re-exported here) finds everything an endpoint uses through Describe calls and deletes it.
+A recipe with LoRA adapters deploys as a base inference component and one adapter component
+per adapter (BaseInferenceComponentName + the adapter's tarball as ArtifactUrl). `invoke` and `endpoint_stream_fn` (in sagemaker_invoke,
 re-exported here) call a deployed endpoint.
 """
 
 from __future__ import annotations
 
-import html
 import json
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from ..catalog.specs import html_table
-from ..errors import AwsPermissionError, DeployError, EndpointNotFoundError
+from ..errors import AwsPermissionError, DeployError
 from ..recipes import Recipe, check_stack
 from .dryrun import DryRun
 from .aws import ApiRequest, AwsClients, as_clients, is_not_found, redact, region_from_env
-from .sagemaker_env import (container_environment, default_endpoint_name, draft_hf_id,
+from .sagemaker_env import (adapter_component_names, adapter_component_requests, container_environment,
+                            default_endpoint_name, draft_hf_id,
                             endpoint_config_request, inference_component_request, lmi_image_uri,
                             model_request, plan_warnings, resource_names, speculative_config,
                             validate_inputs)
-from .sagemaker_invoke import (InvocationResult, chat_body, endpoint_stream_fn, invoke,
+from .sagemaker_undeploy import DEFAULT_POLL_S, UndeployResult, _Shown, _wait_gone, undeploy
+from .sagemaker_invoke import (NEW_SESSION, InvocationResult, chat_body, close_session, endpoint_stream_fn, invoke,
                                iter_stream_events, iter_stream_text, text_of)
 
 DEFAULT_TIMEOUT_S = 3600.0  # large models take 10-20 min to download and load
 # The execution role a plan names when planned without one (a dry run to look at); such a
 # plan is never sent.
 DRY_RUN_ROLE = "arn:aws:iam::123456789012:role/DRY-RUN"
-DEFAULT_POLL_S = 15.0
 _UNDO = {"CreateModel": ("DeleteModel", "ModelName"),
          "CreateEndpointConfig": ("DeleteEndpointConfig", "EndpointConfigName"),
          "CreateEndpoint": ("DeleteEndpoint", "EndpointName"),
          "CreateInferenceComponent": ("DeleteInferenceComponent", "InferenceComponentName")}
-
-
-class _Shown:
-    """Terminal and notebook views of a result, built from its `_title()`, `_rows()` and warnings."""
-
-    warnings: list[str]
-
-    def _title(self) -> str:
-        raise NotImplementedError
-
-    def _rows(self) -> list[tuple[str, Any]]:
-        raise NotImplementedError
-
-    def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
-
-    def __str__(self) -> str:
-        lines = [self._title()] + [f"  {k}: {v}" for k, v in self._rows()]
-        return "\n".join(lines + [f"  warning: {w}" for w in self.warnings])
-
-    def _repr_html_(self) -> str:
-        warn = "".join(f"<br>&#9888; {html.escape(w)}" for w in self.warnings)
-        return html_table(["field", "value"], self._rows(), caption=self._title()) + warn
 
 
 @dataclass
@@ -79,6 +57,8 @@ class DeploymentPlan(_Shown):
     requests: list[ApiRequest]
     usd_per_hour: float | None = None
     warnings: list[str] = field(default_factory=list)
+    adapter_components: dict[str, str] = field(default_factory=dict)  # LoRA adapter -> its component
+    routing: str = "LEAST_OUTSTANDING_REQUESTS"
 
     @property
     def fleet_usd_per_hour(self) -> float | None:
@@ -94,7 +74,9 @@ class DeploymentPlan(_Shown):
         price = "unknown" if self.fleet_usd_per_hour is None else f"${self.fleet_usd_per_hour:.2f}/h"
         return [("recipe", self.recipe_name), ("region", self.region), ("endpoint", self.endpoint_name),
                 ("instances", f"{self.instance_count} x {self.instance_type}"), ("on-demand price", price),
-                ("image", self.image_uri), ("requests", " -> ".join(r.operation for r in self.requests))]
+                ("routing", self.routing), ("image", self.image_uri)] + [
+                (f"adapter {a}", f"inference component {ic}") for a, ic in self.adapter_components.items()] + [
+                ("requests", " -> ".join(r.operation for r in self.requests))]
 
     def _title(self) -> str:
         return f"Deployment plan for {self.endpoint_name}"
@@ -102,19 +84,23 @@ class DeploymentPlan(_Shown):
 
 def plan_deployment(recipe: Recipe, endpoint_name: str | None = None, *, role_arn: str,
                     region: str | None = None, instance_type: str | None = None, instance_count: int = 1,
-                    routing: str = "LEAST_OUTSTANDING_REQUESTS", inference_component: bool = False,
+                    routing: str | None = None, inference_component: bool = False,
                     model_data_s3: str | None = None, draft_model_s3: str | None = None,
                     image_uri: str | None = None, accept_eula: bool = False, copy_count: int = 1,
-                    ic_min_memory_mb: int = 1024) -> DeploymentPlan:
+                    ic_min_memory_mb: int = 1024, adapters_s3: str | None = None) -> DeploymentPlan:
     """The requests that deploy `recipe`; raises a named error for anything SageMaker would
-    refuse later (a bad stack, a missing instance type, an unaccepted EULA, a malformed ARN)."""
+    refuse later (a bad stack, a missing instance type, an unaccepted EULA, a malformed ARN).
+    `routing` defaults to the recipe's deploy.routing. A recipe with LoRA adapters deploys as
+    a base inference component plus one adapter component each (tarballs under `adapters_s3`)."""
     check_stack(recipe, "sagemaker")
     region = region or region_from_env()
     if not region:
         raise DeployError("no AWS region: pass region='us-east-1' (or set AWS_REGION)")
     instance_type = instance_type or recipe.instance_type
+    routing = routing or recipe.routing_strategy
+    inference_component = inference_component or recipe.adapters is not None  # adapters live in components
     model_spec, inst = validate_inputs(recipe, role_arn, instance_type, instance_count, routing,
-                                       accept_eula, model_data_s3, copy_count)
+                                       accept_eula, model_data_s3, copy_count, adapters_s3)
     names = resource_names(endpoint_name or default_endpoint_name(recipe))
     accelerators = int(getattr(inst, "accelerator_count", 0) or 0)
     env = container_environment(recipe, hf_id=model_spec.hf_id, model_data_s3=model_data_s3,
@@ -132,10 +118,13 @@ def plan_deployment(recipe: Recipe, endpoint_name: str | None = None, *, role_ar
         "starts the instances (billing starts here)"))
     if inference_component:
         requests.append(inference_component_request(names, accelerators or 1, ic_min_memory_mb, copy_count, tags))
+    if recipe.adapters is not None:
+        requests += adapter_component_requests(recipe, names, adapters_s3, tags)
     return DeploymentPlan(recipe.name, region, names["endpoint"], names["config"], names["model"],
                           names["ic"] if inference_component else None, instance_type, instance_count,
                           image, requests, getattr(inst, "usd_per_hour", None),
-                          plan_warnings(recipe, model_spec, env, model_data_s3, image_uri))
+                          plan_warnings(recipe, model_spec, env, model_data_s3, image_uri),
+                          adapter_component_names(recipe, names), routing)
 
 
 def dry_run(plan: DeploymentPlan) -> DryRun:
@@ -144,9 +133,12 @@ def dry_run(plan: DeploymentPlan) -> DryRun:
     so none can appear."""
     doc = {"endpoint_name": plan.endpoint_name, "region": plan.region,
            "requests": [r.to_dict() for r in plan.requests],
+           "routing": plan.routing,
            "then": "poll DescribeEndpoint until EndpointStatus is InService"
                    + (" (before CreateInferenceComponent), then DescribeInferenceComponent"
-                      if plan.inference_component_name else ""),
+                      if plan.inference_component_name else "")
+                   + (" (the base component InService before its adapter components)"
+                      if plan.adapter_components else ""),
            "on_failure": "delete what was created, in reverse order"}
     return DryRun(f"Requests to deploy {plan.endpoint_name}", json.dumps(redact(doc), indent=2, sort_keys=False), plan)
 
@@ -189,18 +181,27 @@ def deploy(plan: DeploymentPlan, session: Any = None, wait: bool = True, progres
     clients = as_clients(session, plan.region, endpoint_url)
     start, created, stage = time.monotonic(), [], plan.requests[0].operation
     deadline = start + timeout_s
+    waited: set[str] = set()  # what is known to be InService
     try:
         for req in plan.requests:
             if req.operation == "CreateInferenceComponent":
-                stage = "waiting for the endpoint to be InService"
-                _wait_endpoint(clients, plan.endpoint_name, deadline, poll_s, progress)
+                # A component needs its endpoint InService; an adapter component, its base component.
+                base = req.params["Specification"].get("BaseInferenceComponentName")
+                stage = f"waiting for {'inference component ' + base if base else 'the endpoint'} to be InService"
+                if base and base not in waited:
+                    _wait_component(clients, base, deadline, poll_s, progress)
+                elif not base and plan.endpoint_name not in waited:
+                    _wait_endpoint(clients, plan.endpoint_name, deadline, poll_s, progress)
+                waited.add(base or plan.endpoint_name)
             stage = req.operation
             clients.send(req)
             created.append(req)
         if wait:
             stage = f"waiting for the {'inference component' if plan.inference_component_name else 'endpoint'} to be InService"
             if plan.inference_component_name:
-                _wait_component(clients, plan.inference_component_name, deadline, poll_s, progress)
+                for ic in [plan.inference_component_name, *plan.adapter_components.values()]:
+                    if ic not in waited:
+                        _wait_component(clients, ic, deadline, poll_s, progress)
             else:
                 _wait_endpoint(clients, plan.endpoint_name, deadline, poll_s, progress)
     except KeyboardInterrupt:
@@ -282,126 +283,6 @@ def _wait_component(clients: AwsClients, name: str, deadline: float, poll_s: flo
           "InferenceComponentStatus", f"inference component {name}", deadline, poll_s, progress)
 
 
-def _wait_gone(clients: AwsClients, component: str, deadline: float, poll_s: float) -> None:
-    while time.monotonic() < deadline:
-        try:
-            clients.call("sagemaker", "DescribeInferenceComponent", InferenceComponentName=component)
-        except Exception as err:
-            if is_not_found(err):
-                return
-            raise
-        time.sleep(poll_s)
-    raise DeployError(f"inference component {component} was not deleted before the deadline")
-
-
-# -- removing it ------------------------------------------------------------------------
-@dataclass
-class UndeployResult(_Shown):
-    """What `undeploy` deleted (and what was already gone)."""
-
-    endpoint_name: str
-    deleted: list[str]
-    missing: list[str] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-
-    def _title(self) -> str:
-        return f"Undeployed {self.endpoint_name}"
-
-    def _rows(self) -> list[tuple[str, Any]]:
-        return [("deleted", ", ".join(self.deleted) or "nothing"), ("already gone", ", ".join(self.missing) or "-")]
-
-
-def undeploy(endpoint_name: str, session: Any = None, region: str | None = None,
-             endpoint_url: str | None = None, poll_s: float = DEFAULT_POLL_S,
-             timeout_s: float = 1200.0) -> UndeployResult:
-    """Delete the endpoint, its inference components, its endpoint config and its models,
-    found through Describe calls so that endpoints made by hand are cleaned up just as well."""
-    clients = as_clients(session, region, endpoint_url)
-    try:
-        endpoint = clients.call("sagemaker", "DescribeEndpoint", EndpointName=endpoint_name)
-    except Exception as err:
-        if is_not_found(err):
-            raise EndpointNotFoundError(f"no SageMaker endpoint named {endpoint_name!r} in "
-                                        f"{clients.region}; check the name and the region") from None
-        raise
-    config_name = endpoint["EndpointConfigName"]
-    variants = _describe_or_none(clients, "DescribeEndpointConfig", EndpointConfigName=config_name)
-    variants = (variants or {}).get("ProductionVariants", [])
-    models = [v["ModelName"] for v in variants if v.get("ModelName")]
-    result = UndeployResult(endpoint_name, [])
-    # Without a model on a variant, the models live in inference components.
-    components = _list_components(clients, endpoint_name) if any(not v.get("ModelName") for v in variants) else []
-    _detach_autoscaling(clients, endpoint_name, [v["VariantName"] for v in variants], components, result)
-    models += _delete_components(clients, components, result, time.monotonic() + timeout_s, poll_s)
-    steps = [("DeleteEndpoint", {"EndpointName": endpoint_name}),
-             ("DeleteEndpointConfig", {"EndpointConfigName": config_name})]
-    steps += [("DeleteModel", {"ModelName": m}) for m in dict.fromkeys(models)]
-    for op, params in steps:
-        label = f"{op.removeprefix('Delete')} {next(iter(params.values()))}"
-        try:
-            clients.call("sagemaker", op, **params)
-            result.deleted.append(label)
-        except Exception as err:
-            if not is_not_found(err):
-                raise
-            result.missing.append(label)
-    return result
-
-
-def _describe_or_none(clients: AwsClients, op: str, **params: Any) -> dict[str, Any] | None:
-    try:
-        return clients.call("sagemaker", op, **params)
-    except Exception as err:
-        if is_not_found(err):
-            return None
-        raise
-
-
-def _list_components(clients: AwsClients, endpoint_name: str) -> list[str]:
-    names, token = [], None
-    while True:
-        page = clients.call("sagemaker", "ListInferenceComponents", EndpointNameEquals=endpoint_name,
-                            **({"NextToken": token} if token else {}))
-        names += [c["InferenceComponentName"] for c in page.get("InferenceComponents", [])]
-        token = page.get("NextToken")
-        if not token:
-            return names
-
-
-def _detach_autoscaling(clients: AwsClients, endpoint_name: str, variants: list[str],
-                        components: list[str], result: UndeployResult) -> None:
-    """Autoscaling outlives an endpoint otherwise: its scalable targets stay registered and
-    our alarms keep evaluating a metric that no longer comes."""
-    from ..autoscale.policy import detach  # late: autoscale builds on deploy.aws
-    from ..errors import AutoscaleError
-
-    scopes = [{"variant_name": v} for v in variants] + [{"inference_component": c} for c in components]
-    for scope in scopes:
-        try:
-            state = detach(endpoint_name, session=clients, **scope)
-        except AutoscaleError:  # detach's answer when nothing is attached to this scope
-            continue
-        except AwsPermissionError as err:  # do not block the delete; say what was not checked
-            result.warnings.append(f"autoscaling of {endpoint_name} ({scope}) was not removed: {err}")
-            continue
-        result.deleted.append(f"Autoscaling {state.resource_id}")
-
-
-def _delete_components(clients: AwsClients, names: list[str], result: UndeployResult,
-                       deadline: float, poll_s: float) -> list[str]:
-    """Delete the inference components (each must be gone before the endpoint can go);
-    return the models they used."""
-    models = []
-    for name in names:
-        desc = _describe_or_none(clients, "DescribeInferenceComponent", InferenceComponentName=name) or {}
-        model = desc.get("Specification", {}).get("ModelName")
-        models += [model] if model else []
-        clients.call("sagemaker", "DeleteInferenceComponent", InferenceComponentName=name)
-        _wait_gone(clients, name, deadline, poll_s)
-        result.deleted.append(f"InferenceComponent {name}")
-    return models
-
-
 __all__ = ["DeploymentPlan", "SageMakerDeployment", "UndeployResult", "InvocationResult",
-           "plan_deployment", "deploy", "undeploy", "dry_run", "invoke", "endpoint_stream_fn",
+           "plan_deployment", "deploy", "undeploy", "dry_run", "invoke", "close_session", "NEW_SESSION", "endpoint_stream_fn",
            "chat_body", "iter_stream_events", "iter_stream_text", "text_of"]

@@ -16,6 +16,7 @@ import time
 from typing import Any
 
 from ..errors import DeployError
+from ..recipes import ROUTING_STRATEGIES as RECIPE_ROUTING
 from ..recipes import Recipe
 from ..techniques import LmiTarget, active
 from ..techniques.registry import speculative_method
@@ -41,7 +42,8 @@ LMI_ACCOUNTS: dict[str, str] = {
     "us-gov-east-1": "446045086412", "us-gov-west-1": "442386744353",
 }
 
-ROUTING_STRATEGIES = ("LEAST_OUTSTANDING_REQUESTS", "RANDOM")
+# SageMaker's RoutingStrategy enum, as recipes' deploy.routing lists it (recipes.py).
+ROUTING_STRATEGIES = tuple(r.upper() for r in RECIPE_ROUTING)
 NAME_RE = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 ROLE_ARN_RE = re.compile(r"^arn:aws[a-z\-]*:iam::\d{12}:role/?[a-zA-Z_0-9+=,.@\-_/]+$")
 # Where SageMaker mounts an AdditionalModelDataSources channel inside the container.
@@ -175,9 +177,32 @@ def inference_component_request(names: dict[str, str], accelerators: int, min_me
         "places the model on the endpoint (made once the endpoint is InService)")
 
 
+def adapter_component_requests(recipe: Recipe, names: dict[str, str], adapters_s3: str,
+                               tags: list[dict[str, str]]) -> list[ApiRequest]:
+    """One adapter inference component per LoRA adapter of the recipe, on the base component:
+    it names the base (BaseInferenceComponentName) and the adapter's tarball (ArtifactUrl), and
+    uses the base component's compute, so it takes no variant, resources or copy count."""
+    from ..techniques.adapters import adapter_artifact_url
+
+    return [ApiRequest("sagemaker", "CreateInferenceComponent", {
+        "InferenceComponentName": ic, "EndpointName": names["endpoint"],
+        "Specification": {"BaseInferenceComponentName": names["ic"],
+                          "Container": {"ArtifactUrl": adapter_artifact_url(adapters_s3, adapter)}},
+        "Tags": tags}, f"LoRA adapter {adapter} on {names['ic']} (made once that component is InService)")
+        for adapter, ic in adapter_component_names(recipe, names).items()]
+
+
+def adapter_component_names(recipe: Recipe, names: dict[str, str]) -> dict[str, str]:
+    """adapter name -> its inference component's name (`<endpoint>-lora-<adapter>`, <= 63 characters)."""
+    if recipe.adapters is None:
+        return {}
+    return {a: f"{names['endpoint'][:57 - len(a)].rstrip('-')}-lora-{a}" for a in recipe.adapters.modules}
+
+
 # -- checks: refuse now what SageMaker would refuse after minutes ----------------------
 def validate_inputs(recipe: Recipe, role_arn: str, instance_type: str | None, instance_count: int,
-                    routing: str, accept_eula: bool, model_data_s3: str | None, copy_count: int) -> tuple[Any, Any]:
+                    routing: str, accept_eula: bool, model_data_s3: str | None, copy_count: int,
+                    adapters_s3: str | None = None) -> tuple[Any, Any]:
     """The catalog entries of the model and instance, or the named error for the first input
     SageMaker would refuse (after minutes of provisioning, for some of them)."""
     from ..catalog import get_instance, get_model  # late: the catalog reads data files
@@ -198,13 +223,14 @@ def validate_inputs(recipe: Recipe, role_arn: str, instance_type: str | None, in
     if copy_count < 1:
         raise DeployError(f"copy_count must be at least 1, got {copy_count}")
     if routing not in ROUTING_STRATEGIES:
-        raise DeployError(f"routing {routing!r} is not one of {', '.join(ROUTING_STRATEGIES)}")
+        raise DeployError(f"routing {routing!r} is not one of SageMaker's RoutingStrategy values "
+                          f"({', '.join(ROUTING_STRATEGIES)}); in a recipe: deploy: {{routing: random}}")
     model_spec = get_model(recipe.model)
     if getattr(model_spec, "eula_required", False) and not accept_eula:
         licence = getattr(model_spec, "license", None) or "its licence"
         raise DeployError(f"{recipe.model} is published under {licence}, which must be accepted "
                           "before deploying: read it, then pass accept_eula=True (CLI and magic: --accept-eula)")
-    target = LmiTarget(model_data_s3=model_data_s3)
+    target = LmiTarget(model_data_s3=model_data_s3, adapters_s3=adapters_s3)
     for t in active(recipe):
         t.check_deploy(recipe, target)  # e.g. AWQ refuses to deploy without its checkpoint on S3
     return model_spec, inst

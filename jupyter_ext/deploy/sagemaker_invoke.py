@@ -5,6 +5,14 @@ byte chunks that carry Server-Sent Events lines (`data: {...}`) split at arbitra
 read by bench.sse like every other stream; a failure the service reports mid-stream (boto3's
 EventStreamError) becomes a DeployError. `endpoint_stream_fn` is the seam the benchmark
 client uses to measure an endpoint with the same metrics as a local server.
+
+Sessions (sticky routing): InvokeEndpoint with SessionId=NEW_SESSION asks the container to
+open a session; its id comes back in the NewSessionId header (`<id>; Expires=<time>`), and
+requests that send that id go to the same instance, whose KV cache still holds the earlier
+turns. The runtime API has no CloseSession operation (botocore 1.44's sagemaker-runtime has
+InvokeEndpoint, InvokeEndpointAsync and InvokeEndpointWithResponseStream only): a session is
+closed by an InvokeEndpoint that carries its id and a close request the container defines,
+confirmed by the ClosedSessionId header. A streamed request may use a session, not open one.
 """
 
 from __future__ import annotations
@@ -79,41 +87,55 @@ def iter_stream_text(events: Iterable[dict[str, Any]]) -> Iterator[str]:
             yield text
 
 
+NEW_SESSION = "NEW_SESSION"
+# The close request of AWS's stateful-session sample containers; a container may want another.
+DEFAULT_CLOSE_BODY: dict[str, Any] = {"requestType": "CLOSE"}
+
+
 @dataclass
 class InvocationResult:
-    """One non-streamed reply: the text, the server's token usage if it sent one, the raw body."""
+    """One non-streamed reply: the text, the server's token usage if it sent one, the raw body,
+    and the session it ran in (None without one)."""
 
     endpoint_name: str
     text: str
     latency_s: float
     usage: dict[str, Any] | None
     raw: Any
+    session_id: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
 
     def __str__(self) -> str:
-        return self.text
+        return self.text + (f"\n(session {self.session_id})" if self.session_id else "")
 
     def _repr_html_(self) -> str:
         meta = f"{self.latency_s:.2f} s" + (f", usage {self.usage}" if self.usage else "")
+        meta += f", session {self.session_id}" if self.session_id else ""
         return f"<pre>{html.escape(self.text)}</pre><small>{html.escape(self.endpoint_name)}: {html.escape(meta)}</small>"
 
 
 def invoke(endpoint_name: str, prompt: str, max_tokens: int = 256, stream: bool = False,
            session: Any = None, region: str | None = None, endpoint_url: str | None = None,
-           inference_component: str | None = None, **body: Any) -> "InvocationResult | Iterator[str]":
+           inference_component: str | None = None, session_id: str | None = None,
+           **body: Any) -> "InvocationResult | Iterator[str]":
     """Send one chat prompt. Without stream: InvokeEndpoint, returns an InvocationResult.
-    With stream: InvokeEndpointWithResponseStream, returns an iterator of text chunks."""
+    With stream: InvokeEndpointWithResponseStream, returns an iterator of text chunks.
+    `session_id`: NEW_SESSION opens a session (the result's session_id is the one the
+    container made; pass it to the next turns), an id continues that session."""
     if stream:
-        send = endpoint_stream_fn(endpoint_name, session, region, endpoint_url, inference_component)
+        if session_id == NEW_SESSION:
+            raise DeployError("a streamed request cannot open a session (InvokeEndpointWithResponseStream "
+                              "takes an existing SessionId only): open it with a plain invoke first")
+        send = endpoint_stream_fn(endpoint_name, session, region, endpoint_url, inference_component, session_id)
         return (text for text in (text_of(e) for e in send(chat_body(prompt, max_tokens, True, **body))) if text)
     clients = as_clients(session, region, endpoint_url)
     start = time.perf_counter()
     resp = clients.call("sagemaker-runtime", "InvokeEndpoint", EndpointName=endpoint_name,
                         Body=json.dumps(chat_body(prompt, max_tokens, False, **body)),
                         ContentType="application/json", Accept="application/json",
-                        **_component(inference_component))
+                        **_component(inference_component), **_session(session_id))
     raw_bytes = resp["Body"].read()
     latency = time.perf_counter() - start
     try:
@@ -121,12 +143,43 @@ def invoke(endpoint_name: str, prompt: str, max_tokens: int = 256, stream: bool 
     except ValueError:
         raw = raw_bytes.decode("utf-8", errors="replace")
     usage = raw.get("usage") if isinstance(raw, dict) else None
-    return InvocationResult(endpoint_name, text_of(raw), latency, usage, raw)
+    return InvocationResult(endpoint_name, text_of(raw), latency, usage, raw, _session_of(resp, session_id))
+
+
+def _session_of(resp: dict[str, Any], asked: str | None) -> str | None:
+    """The session a reply ran in: the new one the container opened (NewSessionId is
+    `<id>; Expires=<time>`), else the one asked for."""
+    if asked != NEW_SESSION:
+        return asked
+    opened = resp.get("NewSessionId")
+    if not opened:
+        raise DeployError("the endpoint's container opened no session (its reply has no NewSessionId): "
+                          "sticky sessions need a container that creates them; invoke without a session")
+    return opened.split(";")[0].strip()
+
+
+def close_session(endpoint_name: str, session_id: str, session: Any = None, region: str | None = None,
+                  endpoint_url: str | None = None, inference_component: str | None = None,
+                  close_body: dict[str, Any] | None = None) -> str:
+    """Close a session: an InvokeEndpoint carrying its id and the container's close request
+    (`close_body`, default DEFAULT_CLOSE_BODY). Returns the closed id from ClosedSessionId; a
+    reply without it is a DeployError (the container did not close the session)."""
+    if not session_id or session_id == NEW_SESSION:
+        raise DeployError("close_session needs the id of an open session (the session_id an invoke returned)")
+    clients = as_clients(session, region, endpoint_url)
+    resp = clients.call("sagemaker-runtime", "InvokeEndpoint", EndpointName=endpoint_name,
+                        Body=json.dumps(close_body or DEFAULT_CLOSE_BODY), ContentType="application/json",
+                        Accept="application/json", SessionId=session_id, **_component(inference_component))
+    closed = resp.get("ClosedSessionId")
+    if not closed:
+        raise DeployError(f"the endpoint did not close session {session_id} (no ClosedSessionId in its reply); "
+                          f"its container may expect another close request: pass close_body")
+    return closed.split(";")[0].strip()
 
 
 def endpoint_stream_fn(endpoint_name: str, session: Any = None, region: str | None = None,
-                       endpoint_url: str | None = None,
-                       inference_component: str | None = None) -> Callable[[dict[str, Any]], Iterator[dict[str, Any]]]:
+                       endpoint_url: str | None = None, inference_component: str | None = None,
+                       session_id: str | None = None) -> Callable[[dict[str, Any]], Iterator[dict[str, Any]]]:
     """A function for benchmark clients: `send(body)` posts an OpenAI-style chat body with
     InvokeEndpointWithResponseStream and yields each streamed JSON chunk (its `choices` delta,
     and `usage` when the server sends it) as soon as it arrives.
@@ -143,7 +196,8 @@ def endpoint_stream_fn(endpoint_name: str, session: Any = None, region: str | No
     def send(body: dict[str, Any]) -> Iterator[dict[str, Any]]:
         resp = clients.call("sagemaker-runtime", "InvokeEndpointWithResponseStream",
                             EndpointName=endpoint_name, Body=json.dumps({**body, "stream": True}),
-                            ContentType="application/json", **_component(inference_component))
+                            ContentType="application/json", **_component(inference_component),
+                            **_session(session_id))
         return iter_stream_events(resp["Body"])
 
     return send
@@ -151,3 +205,7 @@ def endpoint_stream_fn(endpoint_name: str, session: Any = None, region: str | No
 
 def _component(name: str | None) -> dict[str, str]:
     return {"InferenceComponentName": name} if name else {}
+
+
+def _session(session_id: str | None) -> dict[str, str]:
+    return {"SessionId": session_id} if session_id else {}

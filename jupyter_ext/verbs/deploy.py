@@ -18,12 +18,13 @@ from .results import InvocationResult, as_recipe, endpoint_of, given_plan
 
 def deploy(recipe: Any, target: str = "local", name: str | None = None, host: str = "127.0.0.1",
            port: int | None = None, role_arn: str | None = None, instance_type: str | None = None,
-           instance_count: int = 1, routing: str = "LEAST_OUTSTANDING_REQUESTS", inference_component: bool = False,
+           instance_count: int = 1, routing: str | None = None, inference_component: bool = False,
            model_data_s3: str | None = None, draft_model_s3: str | None = None, accept_eula: bool = False,
-           dry_run: bool = False, region: str | None = None, endpoint_url: str | None = None) -> Any:
+           dry_run: bool = False, region: str | None = None, endpoint_url: str | None = None,
+           adapters_s3: str | None = None) -> Any:
     """Local: start vLLM for the recipe and leave it running (a LocalEndpoint). SageMaker:
     plan, then return the DryRun (`dry_run`) or make it; a plan or a deploy DryRun given as
-    `recipe` is made as it is."""
+    `recipe` is made as it is. `routing` (any case) overrides the recipe's deploy.routing."""
     from ..deploy import local, sagemaker
 
     plan = given_plan(recipe)
@@ -38,9 +39,9 @@ def deploy(recipe: Any, target: str = "local", name: str | None = None, host: st
                               "--dry-run shows the requests without one")
         plan = sagemaker.plan_deployment(
             as_recipe(recipe), name, role_arn=role_arn or sagemaker.DRY_RUN_ROLE, region=region,
-            instance_type=instance_type, instance_count=instance_count, routing=routing,
+            instance_type=instance_type, instance_count=instance_count, routing=routing.upper() if routing else None,
             inference_component=inference_component, model_data_s3=model_data_s3,
-            draft_model_s3=draft_model_s3, accept_eula=accept_eula)
+            draft_model_s3=draft_model_s3, accept_eula=accept_eula, adapters_s3=adapters_s3)
     if dry_run:
         return sagemaker.dry_run(plan)
     return sagemaker.deploy(plan, endpoint_url=endpoint_url)
@@ -69,10 +70,18 @@ def undeploy(name: Any, target: str = "local", region: str | None = None, endpoi
 
 def invoke(name: Any, prompt: str, target: str = "local", max_tokens: int = 64, stream: bool = False,
            inference_component: str | None = None, region: str | None = None,
-           endpoint_url: str | None = None) -> InvocationResult:
-    """One prompt; the reply as an InvocationResult (text, latency) for both targets."""
+           endpoint_url: str | None = None, session: str | None = None,
+           close_session: bool = False) -> InvocationResult:
+    """One prompt; the reply as an InvocationResult (text, latency) for both targets. SageMaker:
+    `session` 'new' opens a sticky session (the result's session_id names it), an id continues
+    one; `close_session` closes it after this reply."""
     target, name = endpoint_of(name, target)
     start = time.perf_counter()
+    if (session or close_session) and target == "local":
+        raise DeployError("--session and --close-session route SageMaker requests to one instance; a local "
+                          "endpoint is one server. Add --target sagemaker, or drop them")
+    if close_session and not session:
+        raise DeployError("--close-session needs --session (new, or the id an earlier invoke returned)")
     if target == "local":
         from ..deploy import local
 
@@ -80,10 +89,14 @@ def invoke(name: Any, prompt: str, target: str = "local", max_tokens: int = 64, 
         return InvocationResult(name, text, time.perf_counter() - start, None, None)
     from ..deploy import sagemaker
 
+    session_id = sagemaker.NEW_SESSION if session and session.lower() == "new" else session
     out = sagemaker.invoke(name, prompt, max_tokens, stream=stream, region=region, endpoint_url=endpoint_url,
-                           inference_component=inference_component)
+                           inference_component=inference_component, session_id=session_id)
     if stream:
-        return InvocationResult(name, "".join(out), time.perf_counter() - start, None, None)
+        out = InvocationResult(name, "".join(out), time.perf_counter() - start, None, None, session_id)
+    if close_session:
+        sagemaker.close_session(name, out.session_id, region=region, endpoint_url=endpoint_url,
+                                inference_component=inference_component)
     return out
 
 

