@@ -60,6 +60,11 @@ class Engine:
         ref = fleet.curve.input_tokens
         self.work = (traffic.input_tokens / ref).tolist() if ref else [1.0] * n
         self.dec = (traffic.output_tokens - 1).tolist()
+        # Sessions: the replica that served a conversation's last turn holds its prefix in cache;
+        # a turn served there again prefills only prefix_hit_factor of its prompt.
+        self.sess = traffic.session.tolist() if traffic.session is not None else None
+        self.home: dict[int, Replica] = {}
+        self.follow_ups = self.hits = 0
         self.start, self.first, self.end = [math.nan] * n, [math.nan] * n, [math.nan] * n
         self.rep, self.status = [-1] * n, [0] * n
         self.heap: list = []
@@ -137,6 +142,14 @@ class Engine:
             r.first_start = t
 
     def dispatch(self, r: Replica, i: int, t: float) -> None:
+        if self.sess is not None and self.sess[i] >= 0:
+            home = self.home.get(self.sess[i])
+            if home is not None:
+                self.follow_ups += 1
+                if home is r:
+                    self.hits += 1
+                    self.work[i] *= self.fleet.prefix_hit_factor
+            self.home[self.sess[i]] = r
         self.advance(t)
         self.tot_out += 1
         self.invocations += 1
@@ -149,16 +162,22 @@ class Engine:
         else:
             r.queue.append(i)
 
-    def route(self) -> Replica:
-        """SageMaker LEAST_OUTSTANDING_REQUESTS (ties: the oldest replica) or RANDOM."""
+    def route(self, i: int) -> Replica:
+        """SageMaker LEAST_OUTSTANDING_REQUESTS (ties: the oldest replica) or RANDOM; sticky:
+        a conversation's turn goes where its last turn went while that replica serves, else
+        (first turns, a replica gone) least outstanding requests."""
         if self.fleet.routing == "random":
             return self.routable[self.rng.randrange(len(self.routable))]
+        if self.fleet.routing == "sticky" and self.sess is not None and self.sess[i] >= 0:
+            home = self.home.get(self.sess[i])
+            if home is not None and home.state == "in_service":
+                return home
         return min(self.routable, key=_OUT)
 
     def arrive(self, i: int, t: float) -> None:
         self.arrivals_seen += 1
         if self.routable:
-            self.dispatch(self.route(), i, t)
+            self.dispatch(self.route(i), i, t)
             return
         self.nocap += 1  # NoCapacityInvocationFailures: rejected or (buffer mode) held
         if self.fleet.at_zero == "reject":
@@ -226,7 +245,8 @@ class Engine:
         self.routable.append(r)
         self.log_capacity(t)
         while self.buffer:
-            self.dispatch(self.route(), self.buffer.popleft(), t)
+            j = self.buffer.popleft()
+            self.dispatch(self.route(j), j, t)
 
     def retire(self, r: Replica, t: float) -> None:
         self.advance(t)

@@ -89,6 +89,7 @@ class SimulationResult:
     wall_s: float = 0.0
     config: dict = field(default_factory=dict)
     traffic: dict = field(default_factory=dict)
+    prefix_hits: float = 0.0  # of a conversation's later turns, the share served where its prefix was cached
 
     @property
     def cost_usd(self) -> float:

@@ -30,7 +30,8 @@ class Traffic:
     """Requests to replay: arrival times (s, sorted), input and output token counts.
 
     `change_s` is when the load changes (a ramp's first rise, a burst's start); the
-    simulation measures time to detect and time to new capacity from it.
+    simulation measures time to detect and time to new capacity from it. Superposing keeps
+    no sessions.
     """
 
     arrivals: np.ndarray
@@ -40,6 +41,9 @@ class Traffic:
     change_s: float | None = None
     description: str = ""
     meta: dict = field(default_factory=dict)
+    # The conversation each request belongs to (-1: none), for sticky routing and the
+    # prefix-cache hit model (see sim_routing.conversations); None: no request has one.
+    session: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.arrivals.size)

@@ -31,7 +31,10 @@ from jupyter_ext.autoscale.sim_result import RequestRecords, SimulationResult
 from jupyter_ext.autoscale.sim_traffic import Traffic
 from jupyter_ext.errors import SimulationError
 
-__all__ = ["ServiceCurve", "FleetConfig", "simulate", "SimulationResult", "TargetTracking",
+# The simulator's routers: SageMaker's LEAST_OUTSTANDING_REQUESTS and RANDOM, and sticky sessions.
+ROUTERS = ("least_outstanding", "random", "sticky")
+
+__all__ = ["ROUTERS", "ServiceCurve", "FleetConfig", "simulate", "SimulationResult", "TargetTracking",
            "StepPolicy", "StepScaling", "StepAdjustment"]
 
 
@@ -149,6 +152,7 @@ class FleetConfig:
     initial_capacity: int | None = None
     max_num_seqs: int = 32
     routing: str = "least_outstanding"
+    prefix_hit_factor: float = 0.2  # prefill work of a session turn on the replica holding its prefix
     at_zero: str = "reject"
     scale_in_mode: str = "drain"
     provisioning_s: float = 180.0
@@ -187,11 +191,14 @@ class FleetConfig:
                                   f"{self.max_capacity}].")
         if self.max_num_seqs < 1:
             raise SimulationError("max_num_seqs must be >= 1 (vLLM's --max-num-seqs).")
-        choices = {"routing": ("least_outstanding", "random"), "at_zero": ("reject", "buffer"),
+        choices = {"routing": ROUTERS, "at_zero": ("reject", "buffer"),
                    "scale_in_mode": ("drain", "cut")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise SimulationError(f"{name}={getattr(self, name)!r}: use one of {allowed}.")
+        if not 0 <= self.prefix_hit_factor <= 1:
+            raise SimulationError(f"prefix_hit_factor={self.prefix_hit_factor}: a prefix-cache hit leaves a "
+                                  f"fraction in [0, 1] of the prefill to do (0.2: a fifth).")
         delays = [self.provisioning_s, self.container_start_s, self.model_load_s,
                   self.model_load_cached_s, self.usd_per_hour]
         delays += list(self.metric_delay_s.values()) if isinstance(self.metric_delay_s, dict) \
@@ -202,7 +209,7 @@ class FleetConfig:
             policy.validate()
 
     def to_dict(self) -> dict:
-        keys = ("min_capacity", "max_capacity", "initial_capacity", "max_num_seqs", "routing",
+        keys = ("min_capacity", "max_capacity", "initial_capacity", "max_num_seqs", "routing", "prefix_hit_factor",
                 "at_zero", "scale_in_mode", "provisioning_s", "container_start_s", "model_load_s",
                 "model_load_cached_s", "compile_cache", "usd_per_hour", "metric_delay_s")
         out = {k: getattr(self, k) for k in keys}
@@ -266,4 +273,5 @@ def _result(engine: Engine, traffic: Traffic, fleet: FleetConfig, until: float, 
         replicas=replicas, datapoints=datapoints, duration_s=until,
         instance_hours=engine.area_bill / 3600.0, usd_per_hour=fleet.usd_per_hour,
         change_s=traffic.change_s, ttft_slo_s=ttft_slo_s, e2e_slo_s=e2e_slo_s, wall_s=wall,
-        config=fleet.to_dict(), traffic=traffic.to_dict())
+        config=fleet.to_dict(), traffic=traffic.to_dict(),
+        prefix_hits=engine.hits / engine.follow_ups if engine.follow_ups else 0.0)

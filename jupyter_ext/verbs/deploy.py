@@ -135,12 +135,17 @@ def simulate(result: Any = None, batch1_tok_s: float | None = None, saturation: 
              ramp: str | None = None, duration: float | None = None, min_capacity: int = 1,
              max_capacity: int | None = None, target_value: float = 5.0, metric: str = "concurrency",
              scale_in_cooldown: int = 300, scale_out_cooldown: int = 300, usd_per_hour: float | None = None,
-             compile_cache: bool = False, ttft_slo: float = 2.0, seed: int = 0, chart: str | None = None) -> Any:
+             compile_cache: bool = False, ttft_slo: float = 2.0, seed: int = 0, chart: str | None = None,
+             routing: str | None = None, replicas: int = 4, prefix_hit_factor: float = 0.2) -> Any:
     """The policy under a traffic ramp, before paying: a SimulationReport (summary and
     timeline; saved as PNG too with `chart`). `result` may be a BenchResult object, saved or
-    not, or the path of one."""
+    not, or the path of one. With `routing` (routers, comma-separated): those routers on a
+    fixed fleet of `replicas` under multi-turn traffic instead, a RoutingComparison with its
+    assumptions and the seed's claims."""
     from ..autoscale import scenario as sc
 
+    if routing:
+        return _compare_routing(routing, result, batch1_tok_s, saturation, duration, replicas, prefix_hit_factor, seed)
     cfg = autoscaling_config(min_capacity, sc.DEFAULT_MAX_CAPACITY if max_capacity is None else max_capacity,
                              target_value, metric, scale_in_cooldown, scale_out_cooldown)
     if result is not None and not isinstance(result, str) and not hasattr(result, "levels"):
@@ -154,3 +159,19 @@ def simulate(result: Any = None, batch1_tok_s: float | None = None, saturation: 
     if chart:
         report.save(chart)
     return report
+
+
+def _compare_routing(routing: str, result: Any, batch1_tok_s: float | None, saturation: float | None,
+                     duration: float | None, replicas: int, prefix_hit_factor: float, seed: int) -> Any:
+    from ..autoscale import scenario as sc
+    from ..autoscale.sim_routing import compare_routing
+
+    curve = None
+    if result is not None:
+        from .results import as_result
+
+        curve = sc.Scenario(result=result if isinstance(result, str) else as_result(result)).curve()
+    given = {k: v for k, v in dict(batch1_tok_s=batch1_tok_s, saturation=saturation, duration_s=duration).items()
+             if v is not None}
+    return compare_routing([r.strip() for r in routing.split(",") if r.strip()], replicas=replicas,
+                           prefix_hit_factor=prefix_hit_factor, curve=curve, seed=seed, **given)

@@ -200,7 +200,12 @@ VERBS: tuple[Verb, ...] = (
         Opt(("--compile-cache",), "model load uses the compiled-artifact cache", flag=True),
         Opt(("--ttft-slo",), "seconds", type=float, default=2.0),
         Opt(("--seed",), type=int, default=0),
-        Opt(("--chart",), "PNG path for the timeline"))),
+        Opt(("--chart",), "PNG path for the timeline"),
+        Opt(("--routing",), "compare routers instead (comma-separated: random,least_outstanding,sticky) on a fixed "
+            "fleet under multi-turn traffic; prints the latency difference and its assumptions"),
+        Opt(("--replicas",), "with --routing: instances in the fixed fleet", type=int, default=4),
+        Opt(("--prefix-hit-factor",), "with --routing: share of a prompt prefilled when its prefix is cached",
+            type=float, default=0.2))),
     Verb("prepare", "build a recipe's artifacts ahead of deployment (AWQ, draft, compile cache)", (
         Opt(("recipe",)), Opt(("--no-warm",), "skip the warm start that fills the compile cache", dest="warm", negate=True))),
     Verb("serve", "start a local vLLM server for a recipe and keep it (bench reuses it)", (
