@@ -314,3 +314,68 @@ def test_the_deploy_panel_dry_run_lists_the_adapter_components():
     panel.adapters_s3.value = "s3://bucket/loras"
     panel.dry_run.click()
     assert "LoRA adapter numbers" in panel.output.value and "lora-files" in panel.output.value
+
+
+# -- bench --adapters ---------------------------------------------------------------------------
+def test_adapter_skews_spread_requests_reproducibly():
+    from jupyter_ext.bench.workload import adapter_weights, assign_adapters, build_workload
+
+    assert adapter_weights(4, "uniform") == [0.25] * 4
+    z = adapter_weights(4, "zipf:1.1")
+    assert z == sorted(z, reverse=True) and abs(sum(z) - 1) < 1e-12 and z[0] / z[1] == pytest.approx(2 ** 1.1)
+    wl = build_workload(400, 8, 0.05)
+    a = assign_adapters(wl, ["a", "b", "c", "d"], "zipf:1.1", seed=3)
+    counts = {n: sum(p.model == n for p in a.prompts) for n in "abcd"}
+    assert counts["a"] > counts["b"] > counts["d"] > 0
+    assert [p.model for p in assign_adapters(wl, ["a", "b", "c", "d"], "zipf:1.1", seed=3).prompts] == \
+        [p.model for p in a.prompts]
+    assert a.description["adapter_skew"] == "zipf:1.1" and wl.fingerprint() != a.fingerprint()
+    from jupyter_ext.bench.client import Endpoint
+
+    ep = Endpoint("http://127.0.0.1:1", MODEL)
+    assert ep.body(a.prompts[0], 8)["model"] == a.prompts[0].model and ep.body(wl.prompts[0], 8)["model"] == MODEL
+
+
+@pytest.mark.parametrize("options, words", [
+    ({"adapters": 0}, "--adapters must be >= 1"),
+    ({"adapters": 2, "adapter_skew": "pareto:2"}, "zipf:S"),
+    ({"adapters": 2, "adapter_skew": "zipf:0"}, "zipf:S"),
+    ({"adapters": 5}, "recipe 'adapters' has 4"),
+])
+def test_bad_adapter_bench_options_are_refused_before_a_server_starts(options, words):
+    from jupyter_ext.bench.spec import BenchSpec
+    from jupyter_ext.errors import BenchError
+
+    with pytest.raises(BenchError) as e:
+        BenchSpec.of(load_recipe("adapters"), **options)
+    assert words in str(e.value)
+    with pytest.raises(BenchError, match="has 0"):
+        BenchSpec.of(load_recipe("baseline"), adapters=1)
+
+
+def test_cli_and_magic_parse_the_adapter_options_into_the_workload():
+    from jupyter_ext.bench.spec import BenchSpec
+    from jupyter_ext.verbs.table import bench_options, build_parser
+
+    for face in ("cli", "magic"):
+        args = build_parser(face).parse_args(["bench", "adapters", "--adapters", "3", "--adapter-skew", "zipf:1.1"])
+        spec = BenchSpec.of(load_recipe("adapters"), **bench_options(args, face))
+        assert (spec.workload.adapters, spec.workload.adapter_skew) == (3, "zipf:1.1")
+        assert spec.workload.adapter_names(spec.target.recipe) == ["concurrency", "numbers", "text"]
+
+
+def test_requests_name_the_adapters_and_the_result_reports_each(schedule_server_factory, tmp_path):
+    from jupyter_ext.bench import BenchResult, run_benchmark
+
+    srv = schedule_server_factory(ttft_ms=5, itl_ms=2)
+    r = run_benchmark(load_recipe("adapters"), url=srv.base_url, model=MODEL, results_dir=tmp_path, progress=False,
+                      input_scale=0.05, concurrency=[2], num_prompts=24, max_tokens=4, warmup=0, adapters=4,
+                      adapter_skew="zipf:1.1")
+    lv = r.level(2)
+    assert {s.model for s in lv.samples} <= {"concurrency", "numbers", "text", "files"}
+    assert sum(a["requests"] for a in lv.per_adapter.values()) == 24 == lv.metrics.completed
+    assert lv.per_adapter["concurrency"]["requests"] >= lv.per_adapter["files"]["requests"]
+    assert all(a["ttft_p50_s"] > 0 for a in lv.per_adapter.values())
+    assert "per adapter" in str(r) and "per adapter" in r._repr_html_()
+    again = BenchResult.load(r.path)
+    assert again.level(2).per_adapter == lv.per_adapter and again.adapter_rows() == r.adapter_rows()

@@ -48,7 +48,7 @@ class Endpoint:
         return self.base_url.rstrip("/") + path
 
     def body(self, prompt: Prompt, max_tokens: int) -> dict[str, Any]:
-        b: dict[str, Any] = {"model": self.model, "max_tokens": max_tokens, "temperature": self.temperature,
+        b: dict[str, Any] = {"model": prompt.model or self.model, "max_tokens": max_tokens, "temperature": self.temperature,
                              "stream": True, "stream_options": {"include_usage": True}}
         if self.api == "chat":
             b["messages"] = prompt.messages()
@@ -119,7 +119,7 @@ async def stream_request(session, endpoint: Endpoint, prompt: Prompt, max_tokens
     url, headers = endpoint.prepare(payload)
     sent = time.perf_counter()
     sample = RequestSample(prompt_index=prompt.index, ok=False, sent_at=sent,
-                           queue_s=max(0.0, sent - due_at) if due_at is not None else 0.0)
+                           queue_s=max(0.0, sent - due_at) if due_at is not None else 0.0, model=prompt.model)
     chunks: list[float] = []
     text: list[str] = []
     stamps: dict[str, float] = {}

@@ -39,6 +39,7 @@ class RequestSample:
     usage_from_server: bool = False
     error: str | None = None
     text: str = ""
+    model: str | None = None  # the adapter the request asked for (None: the endpoint's model)
 
     @property
     def itls_s(self) -> list[float]:
@@ -152,3 +153,20 @@ def compute_metrics(samples: Sequence[RequestSample], duration_s: float) -> Leve
         mean_output_tokens=out_tok / len(ok) if ok else float("nan"),
         usage_from_server=bool(ok) and all(s.usage_from_server for s in ok),
     )
+
+
+def per_model(samples: Sequence[RequestSample], duration_s: float) -> dict[str, dict]:
+    """Latency per requested model (LoRA adapter) of one level: requests, failures, TTFT,
+    TPOT and E2EL p50/p99 in seconds, and output tokens per second of the level's wall time
+    (so the adapters' figures add up to the level's). Empty when no request named one."""
+    groups: dict[str, list[RequestSample]] = {}
+    for s in samples:
+        if s.model is not None:
+            groups.setdefault(s.model, []).append(s)
+    out = {}
+    for name, group in sorted(groups.items()):
+        m = compute_metrics(group, duration_s)
+        out[name] = {"requests": len(group), "failed": m.failed, "ttft_p50_s": m.ttft.p50, "ttft_p99_s": m.ttft.p99,
+                     "tpot_p50_s": m.tpot.p50, "e2el_p50_s": m.e2el.p50, "e2el_p99_s": m.e2el.p99,
+                     "output_throughput": m.output_throughput}
+    return out

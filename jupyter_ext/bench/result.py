@@ -30,10 +30,13 @@ class LevelResult:
     samples: list[RequestSample] = field(default_factory=list)
     request_rate: float | None = None
     speculative: dict | None = None  # acceptance figures read from the server's /metrics
+    per_adapter: dict | None = None  # LoRA adapter -> its latencies (metrics.per_model), with --adapters
 
     def to_dict(self, with_samples: bool = True) -> dict:
         d = {"concurrency": self.concurrency, "request_rate": self.request_rate,
              "metrics": self.metrics.to_dict(), "speculative": self.speculative}
+        if self.per_adapter:
+            d["per_adapter"] = self.per_adapter
         if with_samples:
             d["samples"] = [s.to_dict() for s in self.samples]
         return d
@@ -42,6 +45,7 @@ class LevelResult:
     def from_dict(cls, d: dict) -> "LevelResult":
         return cls(concurrency=d["concurrency"], request_rate=d.get("request_rate"),
                    metrics=LevelMetrics.from_dict(d["metrics"]), speculative=d.get("speculative"),
+                   per_adapter=d.get("per_adapter"),
                    samples=[RequestSample.from_dict(s) for s in d.get("samples", [])])
 
 
@@ -171,20 +175,32 @@ class BenchResult:
             out.append(row)
         return out
 
+    def adapter_rows(self) -> list[dict[str, Any]]:
+        """One row per (level, LoRA adapter) of a benchmark spread over adapters (latencies in ms)."""
+        return [{"concurrency": lv.concurrency, "adapter": name, "requests": a["requests"], "failed": a["failed"],
+                 "out tok/s": a["output_throughput"], "TTFT p50 ms": a["ttft_p50_s"] * 1e3,
+                 "TTFT p99 ms": a["ttft_p99_s"] * 1e3, "TPOT p50 ms": a["tpot_p50_s"] * 1e3,
+                 "E2E p50 s": a["e2el_p50_s"], "E2E p99 s": a["e2el_p99_s"]}
+                for lv in self.levels for name, a in (lv.per_adapter or {}).items()]
+
     def _header(self) -> str:
         rec = (self.recipe or {}).get("name", self.endpoint.get("base_url", ""))
         return (f"{self.name}: recipe {rec}, model {self.endpoint.get('model')}, status {self.status}, "
                 f"instance {self.instance}, {self.workload.get('num_prompts')} prompts/level")
 
     def __str__(self) -> str:
-        return self._header() + "\n" + format_table(self.rows()) + "".join(f"\nnote: {n}" for n in self.notes)
+        per = self.adapter_rows()
+        extra = "\nper adapter:\n" + format_table(per) if per else ""
+        return self._header() + "\n" + format_table(self.rows()) + extra + "".join(f"\nnote: {n}" for n in self.notes)
 
     def __repr__(self) -> str:
         return f"BenchResult({self.name!r}, status={self.status!r}, levels={self.concurrencies})"
 
     def _repr_html_(self) -> str:
         notes = "".join(f"<li>{html.escape(n)}</li>" for n in self.notes)
+        per = self.adapter_rows()
         return (f"<div><b>{html.escape(self._header())}</b>{html_table(self.rows())}"
+                f"{'<b>per adapter</b>' + html_table(per) if per else ''}"
                 f"{'<ul>' + notes + '</ul>' if notes else ''}"
                 f"<small>latencies: vLLM definitions (ITL per chunk, TPOT per token); blended price uses "
                 f"p50 TPOT as the inter-token latency, input:output 3:1</small></div>")

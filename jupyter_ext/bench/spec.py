@@ -93,17 +93,37 @@ class Load:
 @dataclass(frozen=True)
 class Workload:
     """The prompts: the seed's 500-1000-token question-answering shape, scaled by
-    `input_scale`, with `max_tokens` new tokens each, drawn with `seed`."""
+    `input_scale`, with `max_tokens` new tokens each, drawn with `seed`. With `adapters` N,
+    each request names one of the recipe's first N LoRA adapters as its model, spread
+    `adapter_skew` ('uniform' or 'zipf:S'), and the result reports latency per adapter."""
 
     max_tokens: int = defaults.DEFAULT_MAX_TOKENS
     input_scale: float = 1.0
     seed: int = 0
+    adapters: int | None = None
+    adapter_skew: str = "uniform"
 
     def __post_init__(self) -> None:
+        from .workload import parse_adapter_skew
+
         if self.max_tokens < 1:
             raise BenchError(f"max tokens must be >= 1 (got {self.max_tokens})")
         if self.input_scale <= 0:
             raise BenchError(f"input scale must be > 0 (got {self.input_scale})")
+        if self.adapters is not None and self.adapters < 1:
+            raise BenchError(f"--adapters must be >= 1 (got {self.adapters})")
+        parse_adapter_skew(self.adapter_skew)  # BenchError naming the two forms
+
+    def adapter_names(self, recipe: "Recipe | None") -> list[str]:
+        """The adapters the requests spread over: the recipe's first `adapters` (none without)."""
+        if self.adapters is None:
+            return []
+        have = list(recipe.adapters.modules) if recipe is not None and recipe.adapters is not None else []
+        if len(have) < self.adapters:
+            what = f"recipe {recipe.name!r} has {len(have)}" if recipe is not None else "no recipe names them"
+            raise BenchError(f"--adapters {self.adapters} spreads requests over a recipe's LoRA adapters, but {what}; "
+                             f"use a recipe with an adapters: section (e.g. adapters) and at most that many")
+        return have[:self.adapters]
 
 
 @dataclass(frozen=True)
@@ -143,6 +163,12 @@ class BenchSpec:
             from ..recipes import load_recipe
 
             object.__setattr__(self, "baseline", load_recipe(self.baseline))
+        if self.workload.adapters is not None:
+            if self.target.sagemaker_endpoint is not None or self.target.endpoint is not None:
+                raise BenchError("--adapters names adapters in the request's model field (vLLM multi-LoRA); a "
+                                 "SageMaker endpoint picks an adapter by its inference component instead")
+            for target in self.runs():
+                self.workload.adapter_names(target.recipe)  # every run serves them, or a BenchError now
 
     @classmethod
     def of(cls, recipe: "Recipe | str | None" = None, **options: Any) -> "BenchSpec":

@@ -22,7 +22,7 @@ from typing import Callable
 
 from ..errors import BenchError
 from .client import Endpoint, new_session, stream_request
-from .metrics import RequestSample, compute_metrics
+from .metrics import RequestSample, compute_metrics, per_model
 from .result import BenchResult, LevelResult
 from .spec_metrics import SpecCounters, scrape_spec_counters
 from .workload import Workload
@@ -186,7 +186,8 @@ def _measure_level(endpoint: Endpoint, workload: Workload, spec: SweepSpec, c: i
     after = scrape_spec_counters(endpoint.base_url)
     spec_stats = SpecCounters.delta(before, after).summary() if before and after else None
     return LevelResult(concurrency=c, metrics=compute_metrics(samples, wall), samples=samples,
-                       request_rate=spec.request_rate, speculative=spec_stats)
+                       request_rate=spec.request_rate, speculative=spec_stats,
+                       per_adapter=per_model(samples, wall) or None)
 
 
 def run_sweep_in_thread(*args, **kwargs) -> BenchResult:

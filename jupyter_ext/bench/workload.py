@@ -42,6 +42,7 @@ class Prompt:
     user: str
     topic: str
     target_input_tokens: int
+    model: str | None = None  # the served model (a LoRA adapter's name) this prompt is sent to; None: the endpoint's
 
     def messages(self) -> list[dict]:
         return [{"role": "system", "content": self.system}, {"role": "user", "content": self.user}]
@@ -63,7 +64,9 @@ class Workload:
         return len(self.prompts)
 
     def fingerprint(self) -> str:
-        h = hashlib.sha256(json.dumps([asdict(p) for p in self.prompts], sort_keys=True).encode())
+        # A prompt without an adapter hashes as before adapters existed, so old results still compare.
+        rows = [{k: v for k, v in asdict(p).items() if not (k == "model" and v is None)} for p in self.prompts]
+        h = hashlib.sha256(json.dumps(rows, sort_keys=True).encode())
         return h.hexdigest()[:16]
 
     def summary(self) -> dict:
@@ -135,3 +138,40 @@ def build_workload(num_prompts: int = 32, max_tokens: int = 250, input_scale: fl
     desc = {"source": "Python standard library docstrings", "shape": "seed (OpenOrca-style QA)",
             "input_scale": input_scale, "seed": seed, "token_counts": "model tokenizer" if count else "estimated (4 chars/token)"}
     return Workload(prompts, max_tokens, desc)
+
+
+def parse_adapter_skew(text: str) -> float | None:
+    """'uniform' -> None; 'zipf:1.1' -> 1.1 (the Zipf exponent s > 0); else a BenchError."""
+    text = str(text).strip().lower()
+    if text == "uniform":
+        return None
+    kind, _, value = text.partition(":")
+    try:
+        s = float(value)
+    except ValueError:
+        s = -1.0
+    if kind != "zipf" or not s > 0:
+        raise BenchError(f"adapter skew {text!r}: use uniform, or zipf:S with S > 0 (zipf:1.1 is typical of "
+                         f"real traffic: the k-th most used adapter gets 1/k^S of the requests)")
+    return s
+
+
+def adapter_weights(n: int, skew: str) -> list[float]:
+    """Share of the requests each of n adapters gets: equal, or Zipf's 1/k^s normalised."""
+    s = parse_adapter_skew(skew)
+    raw = [1.0] * n if s is None else [1.0 / (k ** s) for k in range(1, n + 1)]
+    total = sum(raw)
+    return [w / total for w in raw]
+
+
+def assign_adapters(workload: Workload, names: list[str], skew: str = "uniform", seed: int = 0) -> Workload:
+    """The workload with each prompt sent to one of `names` (drawn with `adapter_weights`,
+    reproducibly from `seed`): requests then spread over the adapters as real traffic does."""
+    rng = random.Random(f"adapters-{seed}")
+    weights = adapter_weights(len(names), skew)
+    picks = rng.choices(names, weights=weights, k=len(workload.prompts))
+    prompts = [Prompt(p.index, p.system, p.user, p.topic, p.target_input_tokens, name)
+               for p, name in zip(workload.prompts, picks)]
+    description = {**workload.description, "adapters": list(names), "adapter_skew": skew,
+                   "adapter_shares": dict(zip(names, (round(w, 4) for w in weights)))}
+    return Workload(prompts, workload.max_tokens, description)
