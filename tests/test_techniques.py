@@ -296,7 +296,7 @@ def test_the_registry_refuses_a_technique_that_does_not_fit():
     from jupyter_ext.techniques.registry import Technique, register
 
     class Elsewhere(Technique):
-        section, method, schema = "adapters", None, Compilation
+        section, method, schema = "pruning", None, Compilation
 
     class SecondCompile(Technique):
         section, method, schema = "compile", None, Compilation
