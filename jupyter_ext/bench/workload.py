@@ -165,11 +165,14 @@ def adapter_weights(n: int, skew: str) -> list[float]:
 
 
 def assign_adapters(workload: Workload, names: list[str], skew: str = "uniform", seed: int = 0) -> Workload:
-    """The workload with each prompt sent to one of `names` (drawn with `adapter_weights`,
-    reproducibly from `seed`): requests then spread over the adapters as real traffic does."""
+    """The workload with each prompt sent to one of `names`: in turn for 'uniform' (exactly
+    equal traffic), else drawn with `adapter_weights` reproducibly from `seed`, so requests
+    spread over the adapters as skewed real traffic does."""
     rng = random.Random(f"adapters-{seed}")
     weights = adapter_weights(len(names), skew)
-    picks = rng.choices(names, weights=weights, k=len(workload.prompts))
+    n = len(workload.prompts)
+    picks = ([names[i % len(names)] for i in range(n)] if parse_adapter_skew(skew) is None
+             else rng.choices(names, weights=weights, k=n))
     prompts = [Prompt(p.index, p.system, p.user, p.topic, p.target_input_tokens, name)
                for p, name in zip(workload.prompts, picks)]
     description = {**workload.description, "adapters": list(names), "adapter_skew": skew,

@@ -176,6 +176,14 @@ def build_made_adapter(recipe: Recipe, made: MadeAdapter, source: Path, cache_ro
 
     final = made_adapter_dir(recipe, made, source, cache_root)
     if not is_built(final):
+        import importlib.util
+        import sys
+
+        if importlib.util.find_spec("peft") is None:
+            raise TechniqueUnavailableError(
+                f"making the LoRA adapter {made.flavor!r} needs the peft package, which is not installed: "
+                f"`{sys.executable} -m pip install 'jupyter-optimize[adapters]'` (or `pip install peft`); "
+                f"or name a folder made elsewhere")
         with building(final, {"kind": "lora", "model": recipe.model, **made.model_dump(mode="json")}) as tmp:
             train_adapter(source, made.flavor, tmp, rank=made.rank, steps=made.steps,
                           base_model_id=_spec(recipe.model).hf_id)
