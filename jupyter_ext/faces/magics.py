@@ -35,6 +35,10 @@ that the notebook shows as a table, and `-o VAR` also stores it in the variable 
     %optimize recipe list | show NAME | validate PATH | new NAME [--from BASE] [--save PATH]
     %optimize bench RECIPE [--baseline BASE] [--concurrency 1,2,4] [--prompts N]
                            [--max-tokens N] [--input-scale X] [--url URL] [--background]
+    %optimize bench adapters --adapters 4 --adapter-skew zipf:1.1
+                                          requests spread over the recipe's LoRA adapters;
+                                          latency per adapter in the table and the JSON
+    %optimize prepare RECIPE              build its artifacts (AWQ, draft, LoRA adapters, compile cache)
     %optimize compare RESULT BASELINE_RESULT
     %optimize price RESULT [--instance ml.g5.2xlarge] [--discount 0.3]
     %optimize chart RESULT... [--kind dashboard|throughput|ttft|itl|price] [--output PNG]
@@ -51,12 +55,20 @@ Deploy and autoscale (SageMaker calls use your AWS credentials, which are never 
     %optimize deploy RECIPE --target sagemaker --role-arn ARN [--instance-type T] [--region R]
     %optimize endpoints                   local endpoints, alive or dead
     %optimize invoke NAME "prompt" [--target sagemaker] [--max-tokens N] [--stream]
+                     [--session new|ID [--close-session]]   sticky session (SessionId on InvokeEndpoint)
     %optimize undeploy NAME [--target sagemaker]   (or `undeploy @ep`: the target is known)
     %optimize autoscale attach|show|detach ENDPOINT [--min 1 --max 4 --target-value 5
                             --metric concurrency --scale-in-cooldown S --scale-out-cooldown S] [--dry-run]
     %optimize simulate [--ramp 0:1,600:3,900:6] [--target-value 5] [--max 20] [--result JSON]
                                           the policy under a traffic ramp, before paying:
                                           summary + timeline chart (`--chart PNG` saves it)
+    %optimize simulate --routing random,least_outstanding,sticky [--replicas 4]
+                                          routers compared on multi-turn traffic, with the
+                                          assumptions, beside the seed's >20% claim
+
+A recipe's `adapters:` section serves LoRA fine-tuned flavors of its model (vLLM multi-LoRA;
+on SageMaker one inference component each, `--adapters-s3 s3://...`), and `deploy: {routing:
+random}` sets the endpoint's RoutingStrategy (default least_outstanding_requests).
 
 A cell that starts with `%%optimize` holds a recipe as YAML; it is validated and returned
 as a Recipe (`%%optimize --save my.yaml -o rec` also writes it, atomically):
