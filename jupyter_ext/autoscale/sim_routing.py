@@ -137,6 +137,8 @@ def compare_routing(routers: Sequence[str] = ("random", "least_outstanding", "st
     """Simulate each router on one traffic and fleet (see the module docstring)."""
     from .simulate import ROUTERS, FleetConfig, ServiceCurve, simulate
 
+    # The recipe's and the API's spellings name the same routers.
+    routers = [{"least_outstanding_requests": "least_outstanding"}.get(r.lower(), r.lower()) for r in routers]
     bad = [r for r in routers if r not in ROUTERS]
     if bad or not routers:
         raise SimulationError(f"routing {', '.join(bad) or '(none)'}: use one or more of {', '.join(ROUTERS)}")

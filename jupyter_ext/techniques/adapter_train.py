@@ -75,7 +75,7 @@ def train_adapter(model_path: str | Path, flavor: str, out: Path, *, rank: int =
     tok = AutoTokenizer.from_pretrained(str(model_path))
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
-    model = AutoModelForCausalLM.from_pretrained(str(model_path), torch_dtype=torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(str(model_path), dtype=torch.float32)
     layers = model.config.num_hidden_layers
     config = LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=0.0, target_modules=list(TARGET_MODULES),
                         layers_to_transform=list(range(max(0, layers - LAST_LAYERS), layers)),
