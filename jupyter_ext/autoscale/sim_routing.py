@@ -118,6 +118,8 @@ class RoutingComparison:
         lines += ["  assumptions:"] + [f"    - {a}" for a in self.assumptions]
         return "\n".join(lines)
 
+    __repr__ = __str__
+
     def _repr_html_(self) -> str:
         rows = "".join(f"<tr><td>{html.escape(n)}</td><td>{html.escape(t)}</td></tr>" for n, t in self._lines())
         items = "".join(f"<li>{html.escape(a)}</li>" for a in self.assumptions)
