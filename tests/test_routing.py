@@ -59,6 +59,9 @@ def test_deploy_routing_becomes_the_variants_routing_config(routing, strategy):
     with pytest.raises(DeployError, match="RoutingStrategy"):
         sm.plan_deployment(recipe_from_dict(data), "jo-r", role_arn=ROLE_ARN, region=REGION,
                            instance_type="ml.g5.2xlarge", routing="ROUND_ROBIN")
+    lower = sm.plan_deployment(recipe_from_dict(data), "jo-r", role_arn=ROLE_ARN, region=REGION,
+                               instance_type="ml.g5.2xlarge", routing="random")  # the recipe's spelling
+    assert lower.routing == "RANDOM"
 
 
 def test_the_cli_offers_the_enum_for_routing():

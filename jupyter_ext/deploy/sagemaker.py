@@ -97,7 +97,7 @@ def plan_deployment(recipe: Recipe, endpoint_name: str | None = None, *, role_ar
     if not region:
         raise DeployError("no AWS region: pass region='us-east-1' (or set AWS_REGION)")
     instance_type = instance_type or recipe.instance_type
-    routing = routing or recipe.routing_strategy
+    routing = (routing or recipe.routing_strategy).upper()
     inference_component = inference_component or recipe.adapters is not None  # adapters live in components
     model_spec, inst = validate_inputs(recipe, role_arn, instance_type, instance_count, routing,
                                        accept_eula, model_data_s3, copy_count, adapters_s3)
