@@ -84,6 +84,9 @@ class DeploySettings(Strict):
     """How an endpoint made from the recipe serves (SageMaker; a local server has one instance)."""
 
     routing: Literal[ROUTING_STRATEGIES] = "least_outstanding_requests"  # type: ignore[valid-type]
+    # Sticky sessions: the container opens and closes them (SageMaker's hosting standard, which
+    # vLLM's /invocations implements when SAGEMAKER_ENABLE_STATEFUL_SESSIONS is true).
+    sessions: bool = False
 
     @property
     def routing_strategy(self) -> str:

@@ -129,6 +129,16 @@ def test_compile_with_adapters_is_refused_on_cpu_only():
     check_host_support(r, "cuda")
 
 
+def test_invoke_adapter_names_the_adapters_component_on_sagemaker(monkeypatch):
+    from jupyter_ext.deploy import sagemaker as sm
+    from jupyter_ext.verbs.deploy import invoke
+
+    seen = {}
+    monkeypatch.setattr(sm, "invoke", lambda name, *a, **kw: seen.update(kw) or sm.InvocationResult(name, "ok", 0.1, None, None))
+    invoke("jo-lora", "hi", target="sagemaker", adapter="numbers", region=REGION)
+    assert seen["inference_component"] == "jo-lora-lora-numbers" == sagemaker_plan().adapter_components["numbers"]
+
+
 def test_the_lmi_environment_turns_lora_on():
     env = ad.LoraAdapters().lmi_env(load_recipe("adapters"), None)
     assert env == {"OPTION_ENABLE_LORA": "true", "OPTION_MAX_LORAS": "4", "OPTION_MAX_LORA_RANK": "8",
@@ -392,6 +402,7 @@ def test_vllm_cpu_serves_two_made_adapters_and_the_base():
     from jupyter_ext.engine import server_for_recipe
 
     r = recipe_from_dict({"name": "lora-two", "engine": {"max_model_len": 1024, "enforce_eager": True},
+                          "deploy": {"sessions": True},
                           "adapters": {"max_lora_rank": 8, "modules": {
                               "numbers": {"flavor": "numbers", "steps": 4}, "text": {"flavor": "text", "steps": 4}}}})
     srv = server_for_recipe(r, start_timeout_s=900)
@@ -409,4 +420,32 @@ def test_vllm_cpu_serves_two_made_adapters_and_the_base():
                 out = json.load(resp)
             assert out["model"] == name and out["usage"]["completion_tokens"] > 0
             texts[name] = out["choices"][0]["text"]
+        # the SageMaker contract's /invocations (what `invoke --adapter` sends locally) picks the
+        # adapter from SageMaker's LoRA header; the body's model field alone is overridden
+        from jupyter_ext.deploy.local import ADAPTER_HEADER
+
+        body = json.dumps({"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4}).encode()
+        req = urllib.request.Request(srv.base_url + "/invocations", body,
+                                     {"Content-Type": "application/json", ADAPTER_HEADER: "text"})
+        with urllib.request.urlopen(req, timeout=300) as resp:
+            assert json.load(resp)["model"] == "text"
+        # SageMaker's sticky-session requests, as invoke/open_session/close_session send them
+        from jupyter_ext.deploy.sagemaker_invoke import DEFAULT_CLOSE_BODY, DEFAULT_OPEN_BODY
+
+        def post(body, session=None):
+            headers = {"Content-Type": "application/json", **({"X-Amzn-SageMaker-Session-Id": session} if session else {})}
+            req = urllib.request.Request(srv.base_url + "/invocations", json.dumps(body).encode(), headers)
+            with urllib.request.urlopen(req, timeout=300) as resp:
+                raw = resp.read()
+            try:
+                return resp.headers, json.loads(raw)
+            except ValueError:  # the session replies are not JSON
+                return resp.headers, raw
+
+        headers, _ = post(DEFAULT_OPEN_BODY, "NEW_SESSION")
+        sid = headers["X-Amzn-SageMaker-New-Session-Id"].split(";")[0].strip()
+        _, turn = post({"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4}, sid)
+        assert turn["usage"]["completion_tokens"] > 0
+        headers, _ = post(DEFAULT_CLOSE_BODY, sid)
+        assert headers["X-Amzn-SageMaker-Closed-Session-Id"].split(";")[0].strip() == sid
     assert all(texts.values()), texts

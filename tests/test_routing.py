@@ -98,13 +98,13 @@ def _invoke_params(body, session_id):
 def test_a_session_is_opened_reused_and_closed(boto_stub):
     from jupyter_ext.deploy import sagemaker as sm
     from jupyter_ext.deploy.aws import AwsClients
-    from jupyter_ext.deploy.sagemaker_invoke import DEFAULT_CLOSE_BODY, chat_body
+    from jupyter_ext.deploy.sagemaker_invoke import DEFAULT_CLOSE_BODY, DEFAULT_OPEN_BODY, chat_body
 
     client, stub = boto_stub("sagemaker-runtime")
     clients = AwsClients.from_clients({"sagemaker-runtime": client})
-    first = json.dumps(chat_body("hi", 8, False))
-    stub.add_response("invoke_endpoint", _reply("hello", NewSessionId="s-123; Expires=2026-12-03T15:00:00Z"),
-                      _invoke_params(first, "NEW_SESSION"))
+    stub.add_response("invoke_endpoint", _reply("", NewSessionId="s-123; Expires=2026-12-03T15:00:00Z"),
+                      _invoke_params(json.dumps(DEFAULT_OPEN_BODY), "NEW_SESSION"))
+    stub.add_response("invoke_endpoint", _reply("hello"), _invoke_params(json.dumps(chat_body("hi", 8, False)), "s-123"))
     stub.add_response("invoke_endpoint", _reply("again"), _invoke_params(json.dumps(chat_body("more", 8, False)), "s-123"))
     stub.add_response("invoke_endpoint", _reply("", ClosedSessionId="s-123"),
                       _invoke_params(json.dumps(DEFAULT_CLOSE_BODY), "s-123"))
@@ -119,19 +119,31 @@ def test_a_session_is_opened_reused_and_closed(boto_stub):
 def test_a_container_that_opens_no_session_is_a_named_error(boto_stub):
     from jupyter_ext.deploy import sagemaker as sm
     from jupyter_ext.deploy.aws import AwsClients
-    from jupyter_ext.deploy.sagemaker_invoke import DEFAULT_CLOSE_BODY, chat_body
+    from jupyter_ext.deploy.sagemaker_invoke import DEFAULT_CLOSE_BODY, DEFAULT_OPEN_BODY
 
     client, stub = boto_stub("sagemaker-runtime")
     clients = AwsClients.from_clients({"sagemaker-runtime": client})
-    stub.add_response("invoke_endpoint", _reply("hello"), _invoke_params(json.dumps(chat_body("hi", 8, False)), "NEW_SESSION"))
+    stub.add_response("invoke_endpoint", _reply("hello"), _invoke_params(json.dumps(DEFAULT_OPEN_BODY), "NEW_SESSION"))
     stub.add_response("invoke_endpoint", _reply("?"), _invoke_params(json.dumps(DEFAULT_CLOSE_BODY), "s-1"))
-    with pytest.raises(DeployError, match="NewSessionId"):
-        sm.invoke("ep", "hi", 8, session=clients, session_id=sm.NEW_SESSION)
+    with pytest.raises(DeployError, match="SAGEMAKER_ENABLE_STATEFUL_SESSIONS"):
+        sm.invoke("ep", "hi", 8, session=clients, session_id=sm.NEW_SESSION)  # no chat request is sent
     with pytest.raises(DeployError, match="ClosedSessionId"):
         sm.close_session("ep", "s-1", session=clients)
-    with pytest.raises(DeployError, match="cannot open a session"):
-        sm.invoke("ep", "hi", 8, stream=True, session=clients, session_id=sm.NEW_SESSION)
     stub.assert_no_pending_responses()
+
+
+def test_deploy_sessions_turns_the_containers_sessions_on():
+    from jupyter_ext.deploy import sagemaker as sm
+    from jupyter_ext.engine import build_server_command
+
+    r = recipe_from_dict({"name": "x", "model": "huggingface-llm-mistral-7b-instruct",
+                          "deploy": {"routing": "random", "sessions": True}})
+    p = sm.plan_deployment(r, "jo-s", role_arn=ROLE_ARN, region=REGION, instance_type="ml.g5.2xlarge")
+    assert p.requests[0].params["PrimaryContainer"]["Environment"]["SAGEMAKER_ENABLE_STATEFUL_SESSIONS"] == "true"
+    assert build_server_command(r, "/m", "127.0.0.1", 8000, platform="cpu").env["SAGEMAKER_ENABLE_STATEFUL_SESSIONS"] == "true"
+    plain = sm.plan_deployment(recipe_from_dict({"name": "x", "model": "huggingface-llm-mistral-7b-instruct"}), "jo-s",
+                               role_arn=ROLE_ARN, region=REGION, instance_type="ml.g5.2xlarge")
+    assert "SAGEMAKER_ENABLE_STATEFUL_SESSIONS" not in plain.requests[0].params["PrimaryContainer"]["Environment"]
 
 
 def test_the_invoke_verb_refuses_sessions_on_a_local_endpoint():

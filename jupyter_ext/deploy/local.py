@@ -184,15 +184,21 @@ def undeploy(name: str, grace_s: float = 20.0) -> LocalEndpoint:
     return ep
 
 
-def invoke(name: str, prompt: str, max_tokens: int = 64, stream: bool = False) -> str:
-    """Send one chat request through the SageMaker contract (`POST /invocations`)."""
+# SageMaker's LoRA header (model_hosting_container_standards), which vLLM's /invocations reads.
+ADAPTER_HEADER = "X-Amzn-SageMaker-Adapter-Identifier"
+
+
+def invoke(name: str, prompt: str, max_tokens: int = 64, stream: bool = False, adapter: str | None = None) -> str:
+    """Send one chat request through the SageMaker contract (`POST /invocations`); with
+    `adapter`, that LoRA adapter answers: vLLM's /invocations takes it from SageMaker's
+    X-Amzn-SageMaker-Adapter-Identifier header (it overrides the body's model field)."""
     ep = get_endpoint(name)
     if ep.status != "running":
         raise DeployError(f"local endpoint {name!r} is {ep.status}; see `jupyter-optimize endpoints`")
     body = {"messages": [{"role": "user", "content": prompt}], "max_tokens": max_tokens, "stream": stream,
             "temperature": 0}
-    req = urllib.request.Request(ep.base_url + "/invocations", data=json.dumps(body).encode(),
-                                 headers={"Content-Type": "application/json"})
+    headers = {"Content-Type": "application/json", **({ADAPTER_HEADER: adapter} if adapter else {})}
+    req = urllib.request.Request(ep.base_url + "/invocations", data=json.dumps(body).encode(), headers=headers)
     try:
         with urllib.request.urlopen(req, timeout=300) as r:
             raw = r.read().decode()

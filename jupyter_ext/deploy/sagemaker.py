@@ -22,13 +22,15 @@ from ..errors import AwsPermissionError, DeployError
 from ..recipes import Recipe, check_stack
 from .dryrun import DryRun
 from .aws import ApiRequest, AwsClients, as_clients, is_not_found, redact, region_from_env
-from .sagemaker_env import (adapter_component_names, adapter_component_requests, container_environment,
+from .sagemaker_env import (adapter_component_name, adapter_component_names, adapter_component_requests,
+                            container_environment,
                             default_endpoint_name, draft_hf_id,
                             endpoint_config_request, inference_component_request, lmi_image_uri,
                             model_request, plan_warnings, resource_names, speculative_config,
                             validate_inputs)
 from .sagemaker_undeploy import DEFAULT_POLL_S, UndeployResult, _Shown, _wait_gone, undeploy
 from .sagemaker_invoke import (NEW_SESSION, InvocationResult, chat_body, close_session, endpoint_stream_fn, invoke,
+                               open_session,
                                iter_stream_events, iter_stream_text, text_of)
 
 DEFAULT_TIMEOUT_S = 3600.0  # large models take 10-20 min to download and load
@@ -284,5 +286,5 @@ def _wait_component(clients: AwsClients, name: str, deadline: float, poll_s: flo
 
 
 __all__ = ["DeploymentPlan", "SageMakerDeployment", "UndeployResult", "InvocationResult",
-           "plan_deployment", "deploy", "undeploy", "dry_run", "invoke", "close_session", "NEW_SESSION", "endpoint_stream_fn",
+           "plan_deployment", "deploy", "undeploy", "dry_run", "invoke", "open_session", "close_session", "NEW_SESSION", "endpoint_stream_fn",
            "chat_body", "iter_stream_events", "iter_stream_text", "text_of"]

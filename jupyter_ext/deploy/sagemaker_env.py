@@ -51,6 +51,8 @@ DRAFT_CHANNEL = "draft_model"
 DRAFT_MOUNT = f"/opt/ml/additional-model-data-sources/{DRAFT_CHANNEL}"
 # LMI's advice for LLMs: allow long weight downloads and a long first health check.
 STARTUP_TIMEOUT_S = 900
+# The switch of SageMaker's hosting standard (model_hosting_container_standards) for sessions.
+SESSIONS_ENV = "SAGEMAKER_ENABLE_STATEFUL_SESSIONS"
 _LMI_DTYPE = {"float16": "fp16", "bfloat16": "bf16", "float32": "fp32"}
 
 
@@ -108,6 +110,8 @@ def container_environment(recipe: Recipe, *, hf_id: str | None, model_data_s3: s
     target = LmiTarget(model_data_s3=model_data_s3)
     for t in active(recipe):
         env.update(t.lmi_env(recipe, target))
+    if recipe.deploy is not None and recipe.deploy.sessions:
+        env[SESSIONS_ENV] = "true"
     if spec_config is not None:  # from `speculative_config`, which knows where the draft is
         env["OPTION_SPECULATIVE_CONFIG"] = json.dumps(spec_config, separators=(",", ":"))
     env.update(_extra_args_env(eng.extra_args))
@@ -196,7 +200,12 @@ def adapter_component_names(recipe: Recipe, names: dict[str, str]) -> dict[str, 
     """adapter name -> its inference component's name (`<endpoint>-lora-<adapter>`, <= 63 characters)."""
     if recipe.adapters is None:
         return {}
-    return {a: f"{names['endpoint'][:57 - len(a)].rstrip('-')}-lora-{a}" for a in recipe.adapters.modules}
+    return {a: adapter_component_name(names["endpoint"], a) for a in recipe.adapters.modules}
+
+
+def adapter_component_name(endpoint: str, adapter: str) -> str:
+    """The inference component deploy makes for LoRA adapter `adapter` on `endpoint`."""
+    return f"{endpoint[:57 - len(adapter)].rstrip('-')}-lora-{adapter}"
 
 
 # -- checks: refuse now what SageMaker would refuse after minutes ----------------------

@@ -6,13 +6,17 @@ read by bench.sse like every other stream; a failure the service reports mid-str
 EventStreamError) becomes a DeployError. `endpoint_stream_fn` is the seam the benchmark
 client uses to measure an endpoint with the same metrics as a local server.
 
-Sessions (sticky routing): InvokeEndpoint with SessionId=NEW_SESSION asks the container to
-open a session; its id comes back in the NewSessionId header (`<id>; Expires=<time>`), and
-requests that send that id go to the same instance, whose KV cache still holds the earlier
-turns. The runtime API has no CloseSession operation (botocore 1.44's sagemaker-runtime has
-InvokeEndpoint, InvokeEndpointAsync and InvokeEndpointWithResponseStream only): a session is
-closed by an InvokeEndpoint that carries its id and a close request the container defines,
-confirmed by the ClosedSessionId header. A streamed request may use a session, not open one.
+Sessions (sticky routing): an InvokeEndpoint with SessionId=NEW_SESSION opens a session,
+whose id comes back in the NewSessionId header (`<id>; Expires=<time>`); requests that send
+that id go to the same instance, whose KV cache still holds the earlier turns. The runtime
+API has no CloseSession operation (botocore 1.44's sagemaker-runtime has InvokeEndpoint,
+InvokeEndpointAsync and InvokeEndpointWithResponseStream only): the container opens and
+closes sessions. The bodies are those of SageMaker's hosting standard, which vLLM's own
+/invocations implements (model_hosting_container_standards, on when the container has
+SAGEMAKER_ENABLE_STATEFUL_SESSIONS=true, which a recipe's `deploy: {sessions: true}` sets):
+`{"requestType": "NEW_SESSION"}` opens, `{"requestType": "CLOSE"}` with the id closes
+(confirmed by the ClosedSessionId header). A streamed request can only use an open session,
+so `invoke(..., stream=True, session_id=NEW_SESSION)` opens one first.
 """
 
 from __future__ import annotations
@@ -88,7 +92,9 @@ def iter_stream_text(events: Iterable[dict[str, Any]]) -> Iterator[str]:
 
 
 NEW_SESSION = "NEW_SESSION"
-# The close request of AWS's stateful-session sample containers; a container may want another.
+# SageMaker's hosting standard's session requests (see the module docstring); a container with
+# its own session handling may want others.
+DEFAULT_OPEN_BODY: dict[str, Any] = {"requestType": "NEW_SESSION"}
 DEFAULT_CLOSE_BODY: dict[str, Any] = {"requestType": "CLOSE"}
 
 
@@ -122,12 +128,11 @@ def invoke(endpoint_name: str, prompt: str, max_tokens: int = 256, stream: bool 
            **body: Any) -> "InvocationResult | Iterator[str]":
     """Send one chat prompt. Without stream: InvokeEndpoint, returns an InvocationResult.
     With stream: InvokeEndpointWithResponseStream, returns an iterator of text chunks.
-    `session_id`: NEW_SESSION opens a session (the result's session_id is the one the
-    container made; pass it to the next turns), an id continues that session."""
+    `session_id`: NEW_SESSION opens a session first (`open_session`; the result's session_id
+    is the one the container made: pass it to the next turns), an id continues that session."""
+    if session_id == NEW_SESSION:
+        session_id = open_session(endpoint_name, session, region, endpoint_url, inference_component)
     if stream:
-        if session_id == NEW_SESSION:
-            raise DeployError("a streamed request cannot open a session (InvokeEndpointWithResponseStream "
-                              "takes an existing SessionId only): open it with a plain invoke first")
         send = endpoint_stream_fn(endpoint_name, session, region, endpoint_url, inference_component, session_id)
         return (text for text in (text_of(e) for e in send(chat_body(prompt, max_tokens, True, **body))) if text)
     clients = as_clients(session, region, endpoint_url)
@@ -143,18 +148,24 @@ def invoke(endpoint_name: str, prompt: str, max_tokens: int = 256, stream: bool 
     except ValueError:
         raw = raw_bytes.decode("utf-8", errors="replace")
     usage = raw.get("usage") if isinstance(raw, dict) else None
-    return InvocationResult(endpoint_name, text_of(raw), latency, usage, raw, _session_of(resp, session_id))
+    return InvocationResult(endpoint_name, text_of(raw), latency, usage, raw, session_id)
 
 
-def _session_of(resp: dict[str, Any], asked: str | None) -> str | None:
-    """The session a reply ran in: the new one the container opened (NewSessionId is
-    `<id>; Expires=<time>`), else the one asked for."""
-    if asked != NEW_SESSION:
-        return asked
+def open_session(endpoint_name: str, session: Any = None, region: str | None = None,
+                 endpoint_url: str | None = None, inference_component: str | None = None,
+                 open_body: dict[str, Any] | None = None) -> str:
+    """Open a sticky session: InvokeEndpoint with SessionId=NEW_SESSION and the container's
+    open request (`open_body`, default DEFAULT_OPEN_BODY). Returns the id from NewSessionId
+    (`<id>; Expires=<time>`); a reply without one is a DeployError."""
+    clients = as_clients(session, region, endpoint_url)
+    resp = clients.call("sagemaker-runtime", "InvokeEndpoint", EndpointName=endpoint_name,
+                        Body=json.dumps(open_body or DEFAULT_OPEN_BODY), ContentType="application/json",
+                        Accept="application/json", SessionId=NEW_SESSION, **_component(inference_component))
     opened = resp.get("NewSessionId")
     if not opened:
-        raise DeployError("the endpoint's container opened no session (its reply has no NewSessionId): "
-                          "sticky sessions need a container that creates them; invoke without a session")
+        raise DeployError("the endpoint's container opened no session (its reply has no NewSessionId): sticky "
+                          "sessions need a container that creates them (vLLM's /invocations does with "
+                          "SAGEMAKER_ENABLE_STATEFUL_SESSIONS=true: deploy the recipe with deploy: {sessions: true})")
     return opened.split(";")[0].strip()
 
 

@@ -105,5 +105,8 @@ def build_server_command(recipe: Recipe, model_path: str, host: str, port: int,
     if kv_gb is not None:
         argv += ["--kv-cache-memory-bytes", str(int(kv_gb * 2**30))]
     argv += list(e.extra_args)
+    if recipe.deploy is not None and recipe.deploy.sessions:
+        # vLLM's /invocations opens and closes sticky sessions (SageMaker's hosting standard)
+        env["SAGEMAKER_ENABLE_STATEFUL_SESSIONS"] = "true"
     env.update(e.env)
     return ServerCommand(argv=argv, env=env, served_model_name=recipe.model)

@@ -56,6 +56,7 @@ Deploy and autoscale (SageMaker calls use your AWS credentials, which are never 
     %optimize endpoints                   local endpoints, alive or dead
     %optimize invoke NAME "prompt" [--target sagemaker] [--max-tokens N] [--stream]
                      [--session new|ID [--close-session]]   sticky session (SessionId on InvokeEndpoint)
+                     [--adapter NAME]     a LoRA adapter of the recipe answers
     %optimize undeploy NAME [--target sagemaker]   (or `undeploy @ep`: the target is known)
     %optimize autoscale attach|show|detach ENDPOINT [--min 1 --max 4 --target-value 5
                             --metric concurrency --scale-in-cooldown S --scale-out-cooldown S] [--dry-run]
@@ -68,7 +69,8 @@ Deploy and autoscale (SageMaker calls use your AWS credentials, which are never 
 
 A recipe's `adapters:` section serves LoRA fine-tuned flavors of its model (vLLM multi-LoRA;
 on SageMaker one inference component each, `--adapters-s3 s3://...`), and `deploy: {routing:
-random}` sets the endpoint's RoutingStrategy (default least_outstanding_requests).
+random}` sets the endpoint's RoutingStrategy (default least_outstanding_requests), and
+`deploy: {sessions: true}` lets the container open sticky sessions.
 
 A cell that starts with `%%optimize` holds a recipe as YAML; it is validated and returned
 as a Recipe (`%%optimize --save my.yaml -o rec` also writes it, atomically):

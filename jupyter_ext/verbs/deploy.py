@@ -71,10 +71,12 @@ def undeploy(name: Any, target: str = "local", region: str | None = None, endpoi
 def invoke(name: Any, prompt: str, target: str = "local", max_tokens: int = 64, stream: bool = False,
            inference_component: str | None = None, region: str | None = None,
            endpoint_url: str | None = None, session: str | None = None,
-           close_session: bool = False) -> InvocationResult:
+           close_session: bool = False, adapter: str | None = None) -> InvocationResult:
     """One prompt; the reply as an InvocationResult (text, latency) for both targets. SageMaker:
     `session` 'new' opens a sticky session (the result's session_id names it), an id continues
-    one; `close_session` closes it after this reply."""
+    one; `close_session` closes it after this reply. `adapter` picks a LoRA adapter: the
+    request's model field locally, its inference component (`<endpoint>-lora-<adapter>`,
+    as deploy names it) on SageMaker."""
     target, name = endpoint_of(name, target)
     start = time.perf_counter()
     if (session or close_session) and target == "local":
@@ -85,11 +87,13 @@ def invoke(name: Any, prompt: str, target: str = "local", max_tokens: int = 64, 
     if target == "local":
         from ..deploy import local
 
-        text = local.invoke(name, prompt, max_tokens, stream)
+        text = local.invoke(name, prompt, max_tokens, stream, adapter=adapter)
         return InvocationResult(name, text, time.perf_counter() - start, None, None)
     from ..deploy import sagemaker
 
     session_id = sagemaker.NEW_SESSION if session and session.lower() == "new" else session
+    if adapter and not inference_component:
+        inference_component = sagemaker.adapter_component_name(name, adapter)
     out = sagemaker.invoke(name, prompt, max_tokens, stream=stream, region=region, endpoint_url=endpoint_url,
                            inference_component=inference_component, session_id=session_id)
     if stream:

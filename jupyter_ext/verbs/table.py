@@ -181,6 +181,7 @@ VERBS: tuple[Verb, ...] = (
         Opt(("--stream",), flag=True), Opt(("--inference-component",), "sagemaker: the component to invoke"),
         Opt(("--session",), "sagemaker: 'new' opens a sticky session (NEW_SESSION), or the id of an open one"),
         Opt(("--close-session",), "sagemaker: close the session after this reply", flag=True),
+        Opt(("--adapter",), "a LoRA adapter of the recipe: the model field locally, its inference component on SageMaker"),
         *_AWS)),
     Verb("autoscale", "attach, show or detach concurrency-based autoscaling", (
         Opt(("action",), choices=("attach", "show", "detach")), Opt(("endpoint",)),
