@@ -111,14 +111,18 @@ def export_sdk(recipe: Recipe, *, fmt: str = "sagemaker-sdk", output: str | None
     return ExportedCode(recipe.name, code, path, eagle)
 
 
-def _header(recipe: Recipe, plan: OptimizationPlan) -> list[str]:
+def _header(recipe: Recipe, plan: OptimizationPlan, sdk: bool = True) -> list[str]:
+    written = (f"Written for {SDK_VERSION}: ModelBuilder, ModelBuilder.optimize() and ModelBuilder.deploy()\n"
+               "as that package defines them." if sdk else
+               "Written for boto3 (EAGLE draft training is not reachable through the SageMaker SDK).")
     lines = [f'"""SageMaker code for the jupyter-optimize recipe {recipe.name!r} ({", ".join(recipe.techniques)}).',
-             "", f"Written for {SDK_VERSION}: ModelBuilder, ModelBuilder.optimize() and ModelBuilder.deploy()",
-             "as that package defines them. Run it where AWS credentials are configured.", '"""']
+             "", written, "Run it where AWS credentials are configured.", '"""']
     if plan.placeholders:
         lines.insert(1, f"Replace the DRY-RUN placeholders ({', '.join(plan.placeholders)}) before running it.")
-    return lines + ["import os", "", f"REGION = {plan.region!r}", "os.environ.setdefault('AWS_DEFAULT_REGION', REGION)"
-                    "  # sagemaker.serve needs a region at import"]
+    lines += ["import os", "", f"REGION = {plan.region!r}"]
+    if sdk:
+        lines.append("os.environ.setdefault('AWS_DEFAULT_REGION', REGION)  # sagemaker.serve needs a region at import")
+    return lines
 
 
 def _sdk_script(recipe: Recipe, plan: OptimizationPlan) -> str:
@@ -155,7 +159,7 @@ def _sdk_script(recipe: Recipe, plan: OptimizationPlan) -> str:
 
 def _boto3_script(recipe: Recipe, plan: OptimizationPlan) -> str:
     job = plan.job_request.params
-    lines = _header(recipe, plan) + [
+    lines = _header(recipe, plan, sdk=False) + [
         "import time", "", "import boto3", "",
         *("# " + line for line in textwrap.wrap(EAGLE_NOTE, 94)),
         "sagemaker = boto3.client('sagemaker', region_name=REGION)", ""]
