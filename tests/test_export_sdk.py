@@ -181,3 +181,15 @@ def test_the_script_builds_the_real_modelbuilder_where_the_sdk_is_installed(monk
     assert calls["optimize"][0] is builder and calls["optimize"][1]["quantization_config"]["OverrideEnvironment"] == {
         "OPTION_QUANTIZE": "awq"}
     assert calls["deploy"][1]["endpoint_name"] == "jo-export-ep"
+
+
+def test_the_magic_exports_and_writes_with_output(tmp_path, monkeypatch):
+    from IPython.core.interactiveshell import InteractiveShell
+
+    monkeypatch.chdir(tmp_path)
+    ip = InteractiveShell.instance()
+    ip.run_line_magic("load_ext", "jupyter_ext")
+    out = ip.run_line_magic("optimize", f"export awq --instance-type ml.g5.2xlarge --region {REGION} "
+                                        "--output sdk.py -o code")
+    assert ip.user_ns["code"] is out and out.path and (tmp_path / "sdk.py").read_text() == out.code
+    assert "quantization_config=" in out.code

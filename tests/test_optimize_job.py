@@ -303,3 +303,18 @@ def test_the_magic_has_the_verbs(ip):
         ip.run_cell("from jupyter_ext.recipes import recipe_from_dict\n"
                     "eg = recipe_from_dict({'name': 'eg', 'speculative': {'method': 'eagle'}})")
         ip.run_line_magic("optimize", "optimize @eg")
+
+
+def test_a_recommendation_job_is_submitted_in_order(boto_stub):
+    client, stub = boto_stub("sagemaker")
+    plan = rec.plan_recommendation(load_recipe("baseline"), {"ttft": ("p99", 2.0)}, role_arn=ROLE_ARN,
+                                   model_data_s3=MODEL_S3, output_s3=OUT_S3, job_name="jo-rec")
+    workload, job = plan.requests
+    stub.add_response("create_ai_workload_config", {"AIWorkloadConfigArn": ARN + "ai-workload-config/w"}, workload.params)
+    stub.add_response("create_ai_recommendation_job", {"AIRecommendationJobArn": ARN + "ai-recommendation-job/r"},
+                      job.params)
+    out = rec.submit(plan, session=AwsClients.from_clients({"sagemaker": client}))
+    stub.assert_no_pending_responses()
+    assert out.job_arn.endswith("ai-recommendation-job/r") and "describe-ai-recommendation-job" in str(out)
+    with pytest.raises(RecommendationUnavailableError, match="DRY-RUN"):
+        rec.submit(rec.plan_recommendation(load_recipe("baseline"), {"ttft": ("p99", 2.0)}))

@@ -178,16 +178,37 @@ def dry_run(plan: RecommendationPlan) -> DryRun:
     return DryRun(f"Requests of recommendation job {plan.job_name}", json.dumps(redact(doc), indent=2), plan)
 
 
-def submit(plan: RecommendationPlan, session: Any = None, endpoint_url: str | None = None) -> dict[str, str]:
-    """Make the two requests; the ARNs of the workload config and the job."""
+@dataclass
+class RecommendationJob:
+    """A recommendation job that was created (it runs on SageMaker; describe it to read its ranking)."""
+
+    job_name: str
+    region: str
+    workload_config_arn: str
+    job_arn: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+    def __str__(self) -> str:
+        return (f"Recommendation job {self.job_name} ({self.job_arn}) started; read its ranking with "
+                f"`aws sagemaker describe-ai-recommendation-job --ai-recommendation-job-name {self.job_name} "
+                f"--region {self.region}` and check it with deploy.recommend.meets_slo")
+
+    __repr__ = __str__
+
+
+def submit(plan: RecommendationPlan, session: Any = None, endpoint_url: str | None = None) -> RecommendationJob:
+    """Make the two requests (workload config, then the job)."""
     from .aws import as_clients
 
     if plan.placeholders:
         raise RecommendationUnavailableError(f"that plan was made without {', '.join(plan.placeholders)} (it names "
                                              "DRY-RUN placeholders): pass --role-arn, --model-data-s3 and --output-s3")
     clients = as_clients(session, plan.region, endpoint_url)
-    workload, job = (clients.send(r) for r in plan.requests)
-    return {"AIWorkloadConfigArn": workload["AIWorkloadConfigArn"], "AIRecommendationJobArn": job["AIRecommendationJobArn"]}
+    workload = clients.send(plan.requests[0])
+    job = clients.send(plan.requests[1])
+    return RecommendationJob(plan.job_name, plan.region, workload["AIWorkloadConfigArn"], job["AIRecommendationJobArn"])
 
 
 def meets_slo(recommendation: Mapping[str, Any], slo: Slo) -> dict[str, bool | None]:

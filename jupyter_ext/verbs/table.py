@@ -233,7 +233,9 @@ VERBS: tuple[Verb, ...] = (
         Opt(("--concurrency",), "in-flight requests of the workload", type=int, default=1), *_AWS)),
     Verb("export", "write a recipe as SageMaker Python SDK code (ModelBuilder.optimize and deploy)", (
         Opt(("recipe",)), Opt(("--format",), default="sagemaker-sdk", choices=("sagemaker-sdk",)),
-        Opt(("-o", "--output"), "write the code to this .py file (default: print it)", dest="output"),
+        Opt(("-o", "--output"), "write the code to this .py file (default: print it)", dest="output",
+            faces=frozenset({CLI})),
+        Opt(("--output",), "write the code to this .py file (-o VAR stores the result)", faces=frozenset({MAGIC})),
         Opt(("--role-arn",), "execution role (default: a DRY-RUN placeholder to replace)"),
         Opt(("--model-data-s3",), "the model's weights on S3"), Opt(("--output-s3",), "where the job writes its output"),
         Opt(("--instance-type",), "e.g. ml.g5.12xlarge (default: the recipe's)"),
