@@ -213,10 +213,12 @@ def plan_optimization(recipe: Recipe, *, role_arn: str | None = None, model_data
                       job_name: str | None = None, tensor_parallel: int | None = None, image_uri: str | None = None,
                       accept_eula: bool = False, max_runtime_s: int = DEFAULT_MAX_RUNTIME_S,
                       fine_tuned: bool = False, inference_component: bool = False,
-                      endpoint_name: str | None = None, deploy_output: bool = True) -> OptimizationPlan:
-    """The requests of an optimization job for `recipe` (and of the deploy of its output).
-    Without role_arn, model_data_s3 or output_s3 the plan names placeholders (a dry run to look
-    at) and cannot be run."""
+                      endpoint_name: str | None = None, deploy_output: bool = True,
+                      draft_model_s3: str | None = None) -> OptimizationPlan:
+    """The requests of an optimization job for `recipe` (and of the deploy of its output;
+    `draft_model_s3` is a draft_model recipe's draft, as in a plain deploy). Without role_arn,
+    model_data_s3 or output_s3 the plan names placeholders (a dry run to look at) and cannot
+    be run."""
     check_stack(recipe, "sagemaker")
     check_draft_limits(recipe, fine_tuned=fine_tuned, inference_component=inference_component)
     region = region or region_from_env()
@@ -252,7 +254,8 @@ def plan_optimization(recipe: Recipe, *, role_arn: str | None = None, model_data
 
         plan.deployment = plan_deployment(recipe, endpoint_name, role_arn=role, region=region,
                                           instance_type=instance_type, model_data_s3=out, image_uri=image,
-                                          accept_eula=accept_eula, inference_component=inference_component)
+                                          accept_eula=accept_eula, inference_component=inference_component,
+                                          draft_model_s3=draft_model_s3)
         plan.warnings += [w for w in plan.deployment.warnings if "image from" not in w]
     plan.warnings += _warnings(recipe, placeholders)
     return plan

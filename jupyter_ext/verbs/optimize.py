@@ -31,7 +31,8 @@ def optimize(recipe: Any, target: str = "local", dry_run: bool = False, role_arn
              tensor_parallel: int | None = None, job_name: str | None = None, resume: str | None = None,
              name: str | None = None, no_deploy: bool = False, inference_component: bool = False,
              fine_tuned: bool = False, accept_eula: bool = False, max_runtime: int = 36000,
-             timeout: float = 4 * 3600.0, region: str | None = None, endpoint_url: str | None = None) -> Any:
+             timeout: float = 4 * 3600.0, draft_model_s3: str | None = None, region: str | None = None,
+             endpoint_url: str | None = None) -> Any:
     """Plan the job (a DryRun with `dry_run`), or run it: upload the EAGLE data, create the
     job, wait with a progress bar and a deadline, deploy its output. `resume` waits for a job
     made earlier (after an interrupt) and deploys its output."""
@@ -51,7 +52,7 @@ def optimize(recipe: Any, target: str = "local", dry_run: bool = False, role_arn
         recipe, role_arn=role_arn, model_data_s3=model_data_s3, output_s3=output_s3, instance_type=instance_type,
         region=region, job_name=resume or job_name, tensor_parallel=tensor_parallel, accept_eula=accept_eula,
         max_runtime_s=max_runtime, fine_tuned=fine_tuned, inference_component=inference_component,
-        endpoint_name=name, deploy_output=not no_deploy)
+        endpoint_name=name, deploy_output=not no_deploy, draft_model_s3=draft_model_s3)
     if dry_run:
         return optimization.dry_run(plan)
     if resume:

@@ -221,7 +221,8 @@ VERBS: tuple[Verb, ...] = (
         Opt(("--fine-tuned",), "the model at --model-data-s3 is a fine-tuned model", flag=True),
         Opt(("--max-runtime",), "job's MaxRuntimeInSeconds", type=int, default=36000),
         Opt(("--timeout",), "seconds to wait for the job before handing back (it keeps running)", type=float,
-            default=4 * 3600.0), *_AWS)),
+            default=4 * 3600.0),
+        Opt(("--draft-model-s3",), "a draft_model recipe's draft on S3 (for the deployed output)"), *_AWS)),
     Verb("recommend", "build a SageMaker AI recommendation job from an SLO (the managed twin of tune)", (
         Opt(("recipe",)), Opt(("--slo",), "e.g. ttft_p99=2s (metric_pNN=value[ms|s], comma-separated)"),
         Opt(("--optimize-for",), "also rank by throughput and/or cost (comma-separated)"),
