@@ -318,3 +318,12 @@ def test_a_recommendation_job_is_submitted_in_order(boto_stub):
     assert out.job_arn.endswith("ai-recommendation-job/r") and "describe-ai-recommendation-job" in str(out)
     with pytest.raises(RecommendationUnavailableError, match="DRY-RUN"):
         rec.submit(rec.plan_recommendation(load_recipe("baseline"), {"ttft": ("p99", 2.0)}))
+
+
+def test_a_compiled_output_is_deployed_without_forcing_vllm():
+    plan = opt.plan_optimization(recipe(compile={"enabled": True}), **REAL)
+    env = plan.deployment.requests[0].params["PrimaryContainer"]["Environment"]
+    assert "OPTION_ROLLING_BATCH" not in env and env["OPTION_ENFORCE_EAGER"] == "false"
+    assert any("TensorRT-LLM" in w for w in plan.warnings)
+    vllm = opt.plan_optimization(recipe(quantize={"method": "awq"}), **REAL)
+    assert vllm.deployment.requests[0].params["PrimaryContainer"]["Environment"]["OPTION_ROLLING_BATCH"] == "vllm"

@@ -257,6 +257,12 @@ def plan_optimization(recipe: Recipe, *, role_arn: str | None = None, model_data
                                           accept_eula=accept_eula, inference_component=inference_component,
                                           draft_model_s3=draft_model_s3)
         plan.warnings += [w for w in plan.deployment.warnings if "image from" not in w]
+        if _compiled(recipe):
+            # A GPU compilation job makes a TensorRT-LLM model: the image the job recommends picks
+            # its own engine, which OPTION_ROLLING_BATCH=vllm would override.
+            plan.deployment.requests[0].params["PrimaryContainer"]["Environment"].pop("OPTION_ROLLING_BATCH", None)
+            plan.warnings.append("a compiled output is served by the image the job recommends (TensorRT-LLM on GPU, "
+                                 "Neuron on inf2/trn1), with its own engine: OPTION_ROLLING_BATCH is left unset")
     plan.warnings += _warnings(recipe, placeholders)
     return plan
 
