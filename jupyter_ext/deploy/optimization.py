@@ -132,7 +132,7 @@ def _check_combination(recipe: Recipe, instance_type: str, tp: int | None) -> No
             f"optimization jobs run for GPU families {', '.join(SDK_GPU_FAMILIES)} and Neuron families "
             f"{', '.join(SDK_NEURON_FAMILIES)} (the SageMaker SDK's rule); {instance_type} is neither: pass "
             "--instance-type, e.g. ml.g5.12xlarge")
-    if tp is not None and (recipe.quantize or recipe.compile or recipe.speculative and recipe.speculative.method == "eagle"):
+    if tp is not None and (recipe.quantize or _compiled(recipe) or recipe.speculative and recipe.speculative.method == "eagle"):
         raise OptimizationJobError("sharding (tensor parallel) combines with no other optimization in one job (the "
                                    "SageMaker SDK's rule): drop engine.extra_args --tensor-parallel-size, or the other "
                                    "techniques, and run two jobs")
