@@ -327,3 +327,21 @@ def test_a_compiled_output_is_deployed_without_forcing_vllm():
     assert any("TensorRT-LLM" in w for w in plan.warnings)
     vllm = opt.plan_optimization(recipe(quantize={"method": "awq"}), **REAL)
     assert vllm.deployment.requests[0].params["PrimaryContainer"]["Environment"]["OPTION_ROLLING_BATCH"] == "vllm"
+
+
+def test_run_uploads_the_local_eagle_data_before_the_job(tmp_path, boto_stub):
+    from botocore.stub import ANY
+
+    data = tmp_path / "chats.jsonl"
+    data.write_text('{"prompt": "2+2=", "completion": "4"}\n')
+    plan = opt.plan_optimization(recipe(speculative={"method": "eagle", "dataset": str(data)}), **REAL)
+    s3, s3_stub = boto_stub("s3")
+    sm, sm_stub = boto_stub("sagemaker")
+    s3_stub.add_response("put_object", {}, {"Bucket": "my-bucket", "Key": "optimized/jo-test-opt/eagle-data/chats.jsonl",
+                                            "Body": ANY})
+    sm_stub.add_response("create_optimization_job", {"OptimizationJobArn": ARN + "optimization-job/x"},
+                         plan.job_request.params)
+    out = orun.run(plan, session=AwsClients.from_clients({"s3": s3, "sagemaker": sm}), wait=False)
+    s3_stub.assert_no_pending_responses()
+    sm_stub.assert_no_pending_responses()
+    assert out.status == "STARTING" and f"--resume {plan.job_name}" in out.warnings[0]

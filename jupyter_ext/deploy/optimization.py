@@ -205,7 +205,13 @@ class OptimizationPlan:
     def _repr_html_(self) -> str:
         import html
 
-        return f"<b>{html.escape(str(self))}</b>"
+        from ..catalog.specs import html_table
+
+        rows = [("recipe", self.recipe_name), ("region", self.region), ("instance", self.instance_type),
+                ("configs", ", ".join(next(iter(c)) for c in self.job_request.params["OptimizationConfigs"])),
+                ("output", self.output_s3), ("then", "deploy the output" if self.deployment else "nothing")]
+        warn = "".join(f"<br>&#9888; {html.escape(w)}" for w in self.warnings)
+        return html_table(["field", "value"], rows, caption=f"Optimization job {self.job_name}") + warn
 
 
 def plan_optimization(recipe: Recipe, *, role_arn: str | None = None, model_data_s3: str | None = None,
