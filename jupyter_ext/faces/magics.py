@@ -58,6 +58,16 @@ Deploy and autoscale (SageMaker calls use your AWS credentials, which are never 
                                           the policy under a traffic ramp, before paying:
                                           summary + timeline chart (`--chart PNG` saves it)
 
+SageMaker's managed optimization (requests checked against botocore's service model):
+
+    %optimize optimize RECIPE --target sagemaker --instance-type ml.g5.12xlarge --dry-run -o opt
+                                          CreateOptimizationJob from the recipe (quantize, compile,
+                                          tensor parallel, EAGLE), then the deploy of its output
+    %optimize optimize @opt --target sagemaker   run it: wait (progress bar) and deploy (needs
+                                          --role-arn, --model-data-s3, --output-s3 when planned)
+    %optimize recommend RECIPE --slo ttft_p99=2s --dry-run   an AI recommendation job from the SLO
+    %optimize export RECIPE [--output FILE.py] -o code   the same job as SageMaker SDK code
+
 A cell that starts with `%%optimize` holds a recipe as YAML; it is validated and returned
 as a Recipe (`%%optimize --save my.yaml -o rec` also writes it, atomically):
 

@@ -1,13 +1,14 @@
 """The verb layer: one typed core function per verb, and the one option table of the faces.
 
 `run` (models, instances, plan, recipe, bench, compare, price, chart, prepare, serve, stop)
-and `deploy` (deploy, endpoints, undeploy, invoke, autoscale, simulate) hold the functions;
+`deploy` (deploy, endpoints, undeploy, invoke, autoscale, simulate) and `optimize`
+(optimize, recommend, export) hold the functions;
 `table` holds the declarative verb and option table that builds the CLI's and the magic's
 parsers; `results` the result objects and the readers of `@name` arguments. Nothing here
 imports IPython or ipywidgets: the faces (jupyter_ext/faces/, widgets/) sit on top.
 """
 
-from . import deploy, results, run, table
+from . import deploy, optimize, results, run, table
 
 # verb name -> core function; a face calls FUNCTIONS[verb](**the verb's parsed options)
 FUNCTIONS = {
@@ -16,6 +17,7 @@ FUNCTIONS = {
     "serve": run.serve, "stop": run.stop,
     "deploy": deploy.deploy, "endpoints": deploy.endpoints, "undeploy": deploy.undeploy,
     "invoke": deploy.invoke, "autoscale": deploy.autoscale, "simulate": deploy.simulate,
+    "optimize": optimize.optimize, "recommend": optimize.recommend, "export": optimize.export,
 }
 
-__all__ = ["FUNCTIONS", "deploy", "results", "run", "table"]
+__all__ = ["FUNCTIONS", "deploy", "optimize", "results", "run", "table"]

@@ -96,6 +96,14 @@ _POLICY = (Opt(("--target-value",), "concurrent requests per instance/copy", typ
            Opt(("--scale-in-cooldown",), "seconds", type=int, default=_d(AutoscalingConfig, "scale_in_cooldown_s")),
            Opt(("--scale-out-cooldown",), "seconds", type=int, default=_d(AutoscalingConfig, "scale_out_cooldown_s")))
 
+# The optimization job's inputs (optimize; export takes the same).
+_OPT_JOB = (Opt(("--role-arn",), "the job's (and the endpoint's) execution role"),
+            Opt(("--model-data-s3",), "the model's weights on S3 (the job's ModelSource)"),
+            Opt(("--output-s3",), "where the job writes the optimized model"),
+            Opt(("--instance-type",), "the instance the model is optimized for (default: the recipe's)"),
+            Opt(("--tensor-parallel",), "shard over N GPUs (a ModelShardingConfig)", type=int),
+            Opt(("--accept-eula",), flag=True))
+
 BENCH_OPTIONS = (
     Opt(("recipe",), "recipe YAML path or shipped recipe name (e.g. baseline)", nargs="?"),
     Opt(("--baseline",), "also benchmark this recipe and compare (ratios)"),
@@ -202,6 +210,38 @@ VERBS: tuple[Verb, ...] = (
         Opt(("recipe",)), Opt(("--host",), default="127.0.0.1"), Opt(("--port",), type=int))),
     Verb("stop", "stop servers started with serve (all when no PID)", (
         Opt(("pids",), nargs="*", type=int),), faces=frozenset({MAGIC})),
+    Verb("optimize", "run a SageMaker optimization job for a recipe (quantize, compile, shard, EAGLE) and deploy its output", (
+        Opt(("recipe",), "recipe YAML path or shipped name (or, in a notebook, @dry from --dry-run)"), _TARGET,
+        Opt(("--dry-run",), "print the exact requests (job, then the deploy of its output); send nothing", flag=True),
+        *_OPT_JOB, Opt(("--job-name",), "optimization job name (default: the recipe's name and the time)"),
+        Opt(("--resume",), "wait for this earlier job (left running by an interrupt) and deploy its output"),
+        Opt(("--name",), "endpoint name of the deployed output (default: the recipe's name and the time)"),
+        Opt(("--no-deploy",), "run the job only; deploy nothing", flag=True),
+        Opt(("--inference-component",), "deploy the output as an inference component", flag=True),
+        Opt(("--fine-tuned",), "the model at --model-data-s3 is a fine-tuned model", flag=True),
+        Opt(("--max-runtime",), "job's MaxRuntimeInSeconds", type=int, default=36000),
+        Opt(("--timeout",), "seconds to wait for the job before handing back (it keeps running)", type=float,
+            default=4 * 3600.0),
+        Opt(("--draft-model-s3",), "a draft_model recipe's draft on S3 (for the deployed output)"), *_AWS)),
+    Verb("recommend", "build a SageMaker AI recommendation job from an SLO (the managed twin of tune)", (
+        Opt(("recipe",)), Opt(("--slo",), "e.g. ttft_p99=2s (metric_pNN=value[ms|s], comma-separated)"),
+        Opt(("--optimize-for",), "also rank by throughput and/or cost (comma-separated)"),
+        Opt(("--dry-run",), "print the exact requests; send nothing", flag=True),
+        Opt(("--role-arn",), "the job's execution role"), Opt(("--model-data-s3",), "the model's weights on S3"),
+        Opt(("--output-s3",), "where the job writes its recommendations"),
+        Opt(("--instance-types",), "up to 3 candidates, comma-separated, e.g. ml.g5.xlarge,ml.g6.xlarge"),
+        Opt(("--framework",), default="LMI", choices=("LMI", "VLLM")),
+        Opt(("--concurrency",), "in-flight requests of the workload", type=int, default=1), *_AWS)),
+    Verb("export", "write a recipe as SageMaker Python SDK code (ModelBuilder.optimize and deploy)", (
+        Opt(("recipe",)), Opt(("--format",), default="sagemaker-sdk", choices=("sagemaker-sdk",)),
+        Opt(("-o", "--output"), "write the code to this .py file (default: print it)", dest="output",
+            faces=frozenset({CLI})),
+        Opt(("--output",), "write the code to this .py file (-o VAR stores the result)", faces=frozenset({MAGIC})),
+        Opt(("--role-arn",), "execution role (default: a DRY-RUN placeholder to replace)"),
+        Opt(("--model-data-s3",), "the model's weights on S3"), Opt(("--output-s3",), "where the job writes its output"),
+        Opt(("--instance-type",), "e.g. ml.g5.12xlarge (default: the recipe's)"),
+        Opt(("--tensor-parallel",), "shard over N GPUs (a ModelShardingConfig)", type=int),
+        Opt(("--accept-eula",), flag=True), Opt(("--region",), "AWS region (default: the session's)"))),
     Verb("panel", "the widget panel: model picker, recipe builder, benchmark, deploy, autoscale",
          faces=frozenset({MAGIC})),
 )
