@@ -82,6 +82,7 @@ def test_compilation_and_quantization_make_two_configs_and_tp_flag_is_read():
     assert [list(c)[0] for c in configs(plan)] == ["ModelQuantizationConfig", "ModelCompilationConfig"]
     assert configs(plan)[1]["ModelCompilationConfig"] == {}  # SageMaker picks the compiler image
     assert opt.tensor_parallel_degree(recipe(engine={"extra_args": ["--tensor-parallel-size=8"]})) == 8
+    assert opt.tensor_parallel_degree(recipe(engine={"tensor_parallel_size": 3})) == 3
 
 
 def test_eagle_with_s3_data_is_a_speculative_decoding_config(boto_stub):

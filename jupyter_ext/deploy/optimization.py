@@ -87,9 +87,12 @@ def deployment_instance_types() -> list[str]:
 
 
 def tensor_parallel_degree(recipe: Recipe, given: int | None = None) -> int | None:
-    """The recipe's tensor parallel degree (engine.extra_args --tensor-parallel-size N), or `given`."""
+    """`given`, else the recipe's tensor parallel degree (engine.tensor_parallel_size, or an
+    engine.extra_args --tensor-parallel-size N)."""
     if given is not None:
         return given
+    if recipe.engine.tensor_parallel_size is not None:
+        return recipe.engine.tensor_parallel_size
     args = recipe.engine.extra_args
     for i, arg in enumerate(args):
         name, _, value = arg.partition("=")
@@ -134,7 +137,7 @@ def _check_combination(recipe: Recipe, instance_type: str, tp: int | None) -> No
             "--instance-type, e.g. ml.g5.12xlarge")
     if tp is not None and (recipe.quantize or _compiled(recipe) or recipe.speculative and recipe.speculative.method == "eagle"):
         raise OptimizationJobError("sharding (tensor parallel) combines with no other optimization in one job (the "
-                                   "SageMaker SDK's rule): drop engine.extra_args --tensor-parallel-size, or the other "
+                                   "SageMaker SDK's rule): drop engine.tensor_parallel_size, or the other "
                                    "techniques, and run two jobs")
     if family in SDK_NEURON_FAMILIES and (recipe.quantize or recipe.speculative or not _compiled(recipe)):
         raise OptimizationJobError(f"on Neuron instances ({instance_type}) optimization jobs only compile (the SageMaker "
