@@ -21,7 +21,6 @@ from .metrics import RequestSample
 from .result import BenchResult, LevelResult
 from .spec import BenchSpec, Target
 from .sweep import run_sweep, run_sweep_in_thread
-from .workload import build_workload
 
 
 def _served_model(base_url: str) -> str:
@@ -51,8 +50,8 @@ def run_target(spec: BenchSpec, target: Target, *, server=None, progress: bool =
 
     def run(base_url: str, served: str, model_path: str | None, server_info: dict | None,
             alive: Callable[[], bool] | None) -> BenchResult:
-        workload = build_workload(max(sweep.requests_at(c) for c in sweep.concurrency), wl.max_tokens,
-                                  wl.input_scale, wl.seed, tokenizer_path=model_path or target.tokenizer_path)
+        workload = wl.build(max(sweep.requests_at(c) for c in sweep.concurrency),
+                            tokenizer_path=model_path or target.tokenizer_path)
         ep = client or Endpoint(base_url, served, api=target.api, ignore_eos=target.ignore_eos,
                                 extra_body=dict(target.extra_body or {}))
         result = BenchResult(name=name, recipe=recipe.to_dict() if recipe else None, endpoint=ep.to_dict(),

@@ -62,15 +62,15 @@ class SweepSpec:
 
 
 async def _closed_loop(session, endpoint: Endpoint, workload: Workload, indices: list[int], c: int,
-                       max_tokens: int, on_done: Callable[[RequestSample], None] | None,
+                       max_tokens: int | None, on_done: Callable[[RequestSample], None] | None,
                        stop: threading.Event | None) -> list[RequestSample]:
     queue = list(reversed(indices))
     samples: list[RequestSample] = []
 
     async def worker() -> None:
         while queue and not (stop and stop.is_set()):
-            i = queue.pop()
-            s = await stream_request(session, endpoint, workload.prompts[i % len(workload)], max_tokens)
+            prompt = workload.prompts[queue.pop() % len(workload)]
+            s = await stream_request(session, endpoint, prompt, max_tokens or workload.tokens_for(prompt))
             samples.append(s)
             if on_done:
                 on_done(s)
@@ -80,7 +80,7 @@ async def _closed_loop(session, endpoint: Endpoint, workload: Workload, indices:
 
 
 async def _open_loop(session, endpoint: Endpoint, workload: Workload, indices: list[int], c: int,
-                     rate: float, seed: int, max_tokens: int,
+                     rate: float, seed: int, max_tokens: int | None,
                      on_done: Callable[[RequestSample], None] | None,
                      stop: threading.Event | None) -> list[RequestSample]:
     rng = random.Random(seed)
@@ -90,8 +90,9 @@ async def _open_loop(session, endpoint: Endpoint, workload: Workload, indices: l
 
     async def one(i: int, due_at: float) -> RequestSample:
         await asyncio.sleep(max(0.0, due_at - time.perf_counter()))
+        prompt = workload.prompts[i % len(workload)]
         async with slots:
-            s = await stream_request(session, endpoint, workload.prompts[i % len(workload)], max_tokens, due_at)
+            s = await stream_request(session, endpoint, prompt, max_tokens or workload.tokens_for(prompt), due_at)
         if on_done:
             on_done(s)
         return s
@@ -112,7 +113,9 @@ async def run_level(endpoint: Endpoint, workload: Workload, c: int, n: int, warm
                     request_rate: float | None = None, seed: int = 0,
                     on_done: Callable[[RequestSample], None] | None = None,
                     stop: threading.Event | None = None) -> tuple[list[RequestSample], float]:
-    """Warm up, then measure one level; returns (samples, wall time of the measured part)."""
+    """Warm up (short requests), then measure one level, each prompt asking for its own
+    output length (a dataset row's) or the workload's; returns (samples, wall time of the
+    measured part)."""
     indices = list(range(n))
     async with new_session(endpoint) as session:
         if warmup:
@@ -120,10 +123,10 @@ async def run_level(endpoint: Endpoint, workload: Workload, c: int, n: int, warm
                                min(16, workload.max_tokens), None, stop)
         t0 = time.perf_counter()
         if request_rate is None:
-            samples = await _closed_loop(session, endpoint, workload, indices, c, workload.max_tokens, on_done, stop)
+            samples = await _closed_loop(session, endpoint, workload, indices, c, None, on_done, stop)
         else:
             samples = await _open_loop(session, endpoint, workload, indices, c, request_rate, seed,
-                                       workload.max_tokens, on_done, stop)
+                                       None, on_done, stop)
         return samples, time.perf_counter() - t0
 
 
