@@ -34,6 +34,7 @@ from ..errors import DatasetError
 from .metrics import Percentiles
 from .workload import Prompt, Workload, tokenizer_counter
 
+EXAMPLE_DATASET = Path(__file__).resolve().parents[1] / "data" / "datasets" / "chat.jsonl"  # 3 chat rows, shipped
 PROMPT_COLUMNS = ("prompt", "question", "input", "text")
 EXPECTED_FIELDS = ("completion", "response")
 ROLES = ("system", "developer", "user", "assistant", "tool")
