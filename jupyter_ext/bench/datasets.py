@@ -61,7 +61,8 @@ class _Bad(Exception):
 
 @dataclass(frozen=True)
 class Dataset:
-    """A checked dataset file and the rows a benchmark uses (all, or `sample` drawn with `seed`)."""
+    """A checked dataset file and the rows a benchmark may use: all in file order, or
+    `sample` of them drawn with `seed` (in the order drawn, so any first few are a random pick)."""
 
     path: str
     format: str
@@ -75,23 +76,27 @@ class Dataset:
     def name(self) -> str:
         return Path(self.path).stem
 
-    def workload(self, max_tokens: int, tokenizer_path: str | Path | None = None) -> Workload:
-        """The used rows as a Workload, each asking for its own output length (its
-        `max_tokens`, else its expected output's length, else `max_tokens`); the summary
-        records this dataset with prompt/output length statistics."""
+    def workload(self, max_tokens: int, tokenizer_path: str | Path | None = None,
+                 limit: int | None = None) -> Workload:
+        """The rows used (the first `limit` of `used`, where a level sends fewer requests) as a
+        Workload, each asking for its own output length (its `max_tokens`, else its expected
+        output's length, else `max_tokens`); the summary records this dataset with
+        prompt/output length statistics of those rows."""
         count = tokenizer_counter(tokenizer_path)
+        rows = self.used[:limit]
         prompts = []
-        for i, row in enumerate(self.used):
+        for i, row in enumerate(rows):
             user = next(m["content"] for m in reversed(row.messages) if m["role"] == "user")
             size = count(_prompt_text(row)) if count else len(_prompt_text(row)) // 4
             prompts.append(Prompt(i, "", user, self.name, size, chat=list(row.messages), raw=row.raw,
                                   max_tokens=_output_tokens(row, count)))
         w = Workload(prompts, max_tokens, {"kind": "dataset", "source": f"dataset {self.name}",
                                            "token_counts": "model tokenizer" if count else "estimated (4 chars/token)"})
-        w.description["dataset"] = self.summary(w, count)
+        w.description["dataset"] = self.summary(rows, w, count)
         return w
 
-    def summary(self, workload: Workload, count: Callable[[str], int] | None) -> dict[str, Any]:
+    def summary(self, rows: tuple[Row, ...], workload: Workload,
+                count: Callable[[str], int] | None) -> dict[str, Any]:
         """What the result records: the file (name, path as given, format, sha256), how many
         rows it has and how many were used, and length statistics of the used rows' prompts
         and expected outputs (in tokens with a tokenizer, else characters: `length_unit`)
@@ -100,11 +105,11 @@ class Dataset:
             p = Percentiles.of(values)
             return {"mean": p.mean, "p50": p.p50, "p90": p.p90, "max": p.max}
 
-        expected = [_length(r.expected, count) for r in self.used if r.expected is not None]
+        expected = [_length(r.expected, count) for r in rows if r.expected is not None]
         return {"name": self.name, "path": self.path, "format": self.format, "sha256": self.sha256,
-                "rows": len(self.rows), "rows_used": len(self.used), "sample": self.sample, "seed": self.seed,
+                "rows": len(self.rows), "rows_used": len(rows), "sample": self.sample, "seed": self.seed,
                 "length_unit": "tokens" if count else "characters",
-                "prompt_length": stats([_length(_prompt_text(r), count) for r in self.used]),
+                "prompt_length": stats([_length(_prompt_text(r), count) for r in rows]),
                 "expected_output_length": stats(expected) if expected else None,
                 "max_tokens": stats([workload.tokens_for(p) for p in workload.prompts])}
 
@@ -175,7 +180,7 @@ def _sample(rows: list[Row], n: int | None, seed: int, where: str) -> tuple[Row,
     if n > len(rows):
         raise DatasetError(f"dataset {where!r} has {len(rows)} rows; --dataset-sample {n} asks for more "
                            f"(sampling is without replacement)")
-    return tuple(rows[i] for i in sorted(random.Random(seed).sample(range(len(rows)), n)))
+    return tuple(rows[i] for i in random.Random(seed).sample(range(len(rows)), n))
 
 
 def _format(p: Path, text: str) -> str:

@@ -42,7 +42,7 @@ def run_target(spec: BenchSpec, target: Target, *, server=None, progress: bool =
     """Measure `target` with the spec's load, workload and pricing; the result is saved after
     every level (so an interrupt or a failure keeps the finished ones)."""
     recipe, load, wl, price = target.recipe, spec.load, spec.workload, spec.pricing
-    sweep = load.sweep(seed=wl.seed)
+    sweep = load.sweep(seed=wl.seed, rows=wl.rows)
     name = spec.name or target.name
     save_path = _result_path(spec.results_dir or defaults.results_dir(), name)
     runner = run_sweep_in_thread if _loop_running() else run_sweep

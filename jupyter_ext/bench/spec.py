@@ -83,11 +83,13 @@ class Load:
         object.__setattr__(self, "concurrency", tuple(self.concurrency))
         self.sweep()  # raises BenchError naming the bad value
 
-    def sweep(self, seed: int = 0) -> Any:
+    def sweep(self, seed: int = 0, rows: int = 0) -> Any:
+        """The sweep; without `num_prompts` a level sends at least `rows` requests (a
+        dataset's rows, each once)."""
         from .sweep import SweepSpec
 
         return SweepSpec(concurrency=list(self.concurrency), num_prompts=self.num_prompts, warmup=self.warmup,
-                         request_rate=self.request_rate, seed=seed)
+                         request_rate=self.request_rate, seed=seed, at_least=rows)
 
 
 @dataclass(frozen=True)
@@ -134,13 +136,19 @@ class Workload:
         """What the prompts are: `copy`, `open` or `dataset`."""
         return "dataset" if self.dataset is not None else self.workload
 
+    @property
+    def rows(self) -> int:
+        """The dataset rows a benchmark may send (0 for a built-in workload)."""
+        return len(self.loaded.used) if self.loaded is not None else 0
+
     def build(self, num_prompts: int, tokenizer_path: str | Path | None = None) -> Any:
-        """The prompt set (bench.workload.Workload) of `num_prompts` requests; a dataset's
-        rows are all used, and the requests of a level cycle through them."""
+        """The prompt set (bench.workload.Workload) for levels of up to `num_prompts`
+        requests; a dataset gives its first `num_prompts` rows, and a level with more
+        requests than rows cycles through them."""
         from .workload import build_open_workload, build_workload
 
         if self.loaded is not None:
-            return self.loaded.workload(self.max_tokens, tokenizer_path)
+            return self.loaded.workload(self.max_tokens, tokenizer_path, limit=num_prompts)
         if self.workload == "open":
             return build_open_workload(num_prompts, self.max_tokens, self.seed, tokenizer_path=tokenizer_path)
         return build_workload(num_prompts, self.max_tokens, self.input_scale, self.seed, tokenizer_path=tokenizer_path)

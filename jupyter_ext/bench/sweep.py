@@ -30,13 +30,15 @@ from .workload import Workload
 
 @dataclass
 class SweepSpec:
-    """What to run at each level. `num_prompts=None` means 2 x concurrency (at least 4)."""
+    """What to run at each level. `num_prompts=None` means 2 x concurrency, at least 4 and
+    at least `at_least` (a dataset's rows, so each is sent once a level)."""
 
     concurrency: list[int] = field(default_factory=lambda: [1, 2, 4, 8])
     num_prompts: int | None = None
     warmup: int | None = None  # requests per level before measuring; None = one per slot
     request_rate: float | None = None
     seed: int = 0
+    at_least: int = 0
 
     def __post_init__(self) -> None:
         if not self.concurrency:
@@ -52,7 +54,7 @@ class SweepSpec:
             raise BenchError(f"warm-up requests must be >= 0 (got {self.warmup})")
 
     def requests_at(self, c: int) -> int:
-        return self.num_prompts if self.num_prompts is not None else max(4, 2 * c)
+        return self.num_prompts if self.num_prompts is not None else max(4, 2 * c, self.at_least)
 
     def warmup_at(self, c: int) -> int:
         return c if self.warmup is None else self.warmup
