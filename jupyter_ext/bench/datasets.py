@@ -27,6 +27,7 @@ import io
 import json
 import random
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -155,21 +156,26 @@ def load_dataset(path: str | Path, *, column: str | None = None, sample: int | N
     fmt = _format(p, text)
     if column is not None and fmt not in ("csv", "tsv"):
         raise DatasetError(f"a dataset column ({column!r}) names a CSV column, but {where!r} is {fmt.upper()}")
-    unit = "row" if fmt in ("csv", "tsv") else "line"
+    # Each source yields (where in the file, a call that makes the checked Row).
+    if fmt in ("csv", "tsv"):
+        items: Iterator[tuple[Any, Callable[[], Row]]] = _table_rows(text, fmt, column, where)
+    else:
+        items = ((line, partial(_row, obj, line)) for line, obj in _json_rows(text, fmt, where))
     rows = []
-    for at, item in (_table_rows(text, fmt, column, where) if unit == "row" else _json_rows(text, fmt, where)):
+    for at, make in items:
         try:
-            rows.append(item() if callable(item) else _row(item, at))
+            rows.append(make())
         except _Bad as e:
-            raise DatasetError(f"dataset {where!r}, {_at(at, unit)}: {e}") from None
+            raise DatasetError(f"dataset {where!r}, {_at(at)}: {e}") from None
     if not rows:
         raise DatasetError(f"dataset {where!r} has no rows (only a header or blank lines)")
     return Dataset(where, fmt, hashlib.sha256(data).hexdigest(), tuple(rows), _sample(rows, sample, seed, where),
                    sample, seed)
 
 
-def _at(at: int | tuple[int, int], unit: str) -> str:
-    return f"row {at[0]} (line {at[1]})" if isinstance(at, tuple) else f"{unit} {at}"
+def _at(at: int | tuple[int, int]) -> str:
+    """`line N` (JSON), or `row N (line L)` (CSV: the row counts records, not lines)."""
+    return f"row {at[0]} (line {at[1]})" if isinstance(at, tuple) else f"line {at}"
 
 
 def _sample(rows: list[Row], n: int | None, seed: int, where: str) -> tuple[Row, ...]:
@@ -339,8 +345,10 @@ def _conversation(turns: Any, name: str, turn: Callable[[dict, int], dict]) -> t
 
 
 # -- CSV rows ----------------------------------------------------------------------------
-def _table_rows(text: str, fmt: str, column: str | None, where: str) -> Iterator[tuple[tuple[int, int], Any]]:
-    """(row number, line) and a thunk making each row (so its error carries the row number)."""
+def _table_rows(text: str, fmt: str, column: str | None,
+                where: str) -> Iterator[tuple[tuple[int, int], Callable[[], Row]]]:
+    """Each record's (row number, first line) and a call making its Row. A header without a
+    prompt column is refused at once; a record's own mistake when its Row is made."""
     reader = csv.reader(io.StringIO(text, newline=""), delimiter="\t" if fmt == "tsv" else ",")
     try:
         header = [h.strip() for h in next(reader)]
