@@ -52,6 +52,11 @@ class BenchError(OptimizeError):
     """A benchmark was asked for with invalid settings, or its endpoint is unusable."""
 
 
+class DatasetError(BenchError):
+    """A benchmark dataset file is missing, empty, unreadable, or has a malformed row (the
+    message names the file, the line and what is wrong)."""
+
+
 class ResultFileError(OptimizeError):
     """A results file is missing, unreadable, or not a jupyter-optimize result."""
 

@@ -64,6 +64,10 @@ class BenchmarkPanel(W.VBox):
                                            description="max tokens", **wide)
         self.input_scale = W.BoundedFloatText(value=1.0, min=0.01, max=4.0, step=0.1, description="input scale",
                                               **wide)
+        self.workload = W.Dropdown(options=["copy", "open"], value="copy", description="workload",
+                                   tooltip="copy: questions over a quoted passage; open: nothing to quote", **wide)
+        self.dataset = W.Text(value="", description="dataset", layout=W.Layout(width="600px"),
+                              placeholder="empty: the built-in workload; else a .jsonl/.json/.csv file", **wide)
         self.url = W.Text(value="", description="endpoint", placeholder="empty: start vLLM for the recipe",
                           layout=W.Layout(width="600px"), **wide)
         self.instance = W.Dropdown(options=[i.name for i in catalog.list_instances()], value=instance,
@@ -77,10 +81,10 @@ class BenchmarkPanel(W.VBox):
         self.chart = W.Output()
         for w, cls in ((self.run, "jo-run"), (self.stop, "jo-stop"), (self.reason, "jo-run-reason"),
                        (self.table, "jo-table"), (self.chart, "jo-chart"), (self.status, "jo-status"),
-                       (self.url, "jo-url"), (self.concurrency, "jo-concurrency")):
+                       (self.url, "jo-url"), (self.concurrency, "jo-concurrency"), (self.dataset, "jo-dataset")):
             w.add_class(cls)
         settings = [W.HBox([self.concurrency, self.prompts]), W.HBox([self.max_tokens, self.input_scale]),
-                    self.url, self.instance]
+                    self.workload, self.dataset, self.url, self.instance]
         super().__init__([*settings, W.HBox([self.run, self.stop, self.reason]), self.progress, self.status,
                           self.message, self.table, self.chart], **kwargs)
         self.add_class("jo-bench-panel")
@@ -110,7 +114,8 @@ class BenchmarkPanel(W.VBox):
     def _options(self) -> dict[str, Any]:
         opts: dict[str, Any] = dict(concurrency=parse_levels(self.concurrency.value),
                                     num_prompts=self.prompts.value or None, max_tokens=self.max_tokens.value,
-                                    input_scale=self.input_scale.value, instance=self.instance.value)
+                                    input_scale=self.input_scale.value, instance=self.instance.value,
+                                    workload=self.workload.value, dataset=self.dataset.value.strip() or None)
         if self.results_dir:
             opts["results_dir"] = self.results_dir
         return opts

@@ -111,6 +111,17 @@ class BenchResult:
 
         return price_levels(self, instance=self.instance, discount=self.discount)
 
+    @property
+    def dataset(self) -> dict | None:
+        """The dataset the prompts came from (name, path, rows, sha256, length statistics),
+        or None for a built-in workload."""
+        return self.workload.get("dataset")
+
+    @property
+    def workload_kind(self) -> str:
+        """copy, open or dataset (results saved before the open workload existed are copy)."""
+        return self.workload.get("kind", "copy")
+
     # -- persistence ---------------------------------------------------------------------
     def to_dict(self, with_samples: bool = True) -> dict:
         return {"schema": SCHEMA, "name": self.name, "recipe": self.recipe, "endpoint": self.endpoint,
@@ -173,8 +184,11 @@ class BenchResult:
 
     def _header(self) -> str:
         rec = (self.recipe or {}).get("name", self.endpoint.get("base_url", ""))
+        ds = self.dataset
+        prompts = (f"dataset {ds['name']} ({ds['rows_used']} of {ds['rows']} rows, sha256 {ds['sha256'][:12]})"
+                   if ds else f"{self.workload_kind} workload, {self.workload.get('num_prompts')} prompts/level")
         return (f"{self.name}: recipe {rec}, model {self.endpoint.get('model')}, status {self.status}, "
-                f"instance {self.instance}, {self.workload.get('num_prompts')} prompts/level")
+                f"instance {self.instance}, {prompts}")
 
     def __str__(self) -> str:
         return self._header() + "\n" + format_table(self.rows()) + "".join(f"\nnote: {n}" for n in self.notes)

@@ -21,7 +21,6 @@ from .metrics import RequestSample
 from .result import BenchResult, LevelResult
 from .spec import BenchSpec, Target
 from .sweep import run_sweep, run_sweep_in_thread
-from .workload import build_workload
 
 
 def _served_model(base_url: str) -> str:
@@ -43,7 +42,7 @@ def run_target(spec: BenchSpec, target: Target, *, server=None, progress: bool =
     """Measure `target` with the spec's load, workload and pricing; the result is saved after
     every level (so an interrupt or a failure keeps the finished ones)."""
     recipe, load, wl, price = target.recipe, spec.load, spec.workload, spec.pricing
-    sweep = load.sweep(seed=wl.seed)
+    sweep = load.sweep(seed=wl.seed, rows=wl.rows)
     name = spec.name or target.name
     save_path = _result_path(spec.results_dir or defaults.results_dir(), name)
     runner = run_sweep_in_thread if _loop_running() else run_sweep
@@ -51,8 +50,8 @@ def run_target(spec: BenchSpec, target: Target, *, server=None, progress: bool =
 
     def run(base_url: str, served: str, model_path: str | None, server_info: dict | None,
             alive: Callable[[], bool] | None) -> BenchResult:
-        workload = build_workload(max(sweep.requests_at(c) for c in sweep.concurrency), wl.max_tokens,
-                                  wl.input_scale, wl.seed, tokenizer_path=model_path or target.tokenizer_path)
+        workload = wl.build(max(sweep.requests_at(c) for c in sweep.concurrency),
+                            tokenizer_path=model_path or target.tokenizer_path)
         ep = client or Endpoint(base_url, served, api=target.api, ignore_eos=target.ignore_eos,
                                 extra_body=dict(target.extra_body or {}))
         result = BenchResult(name=name, recipe=recipe.to_dict() if recipe else None, endpoint=ep.to_dict(),

@@ -83,27 +83,75 @@ class Load:
         object.__setattr__(self, "concurrency", tuple(self.concurrency))
         self.sweep()  # raises BenchError naming the bad value
 
-    def sweep(self, seed: int = 0) -> Any:
+    def sweep(self, seed: int = 0, rows: int = 0) -> Any:
+        """The sweep; without `num_prompts` a level sends at least `rows` requests (a
+        dataset's rows, each once)."""
         from .sweep import SweepSpec
 
         return SweepSpec(concurrency=list(self.concurrency), num_prompts=self.num_prompts, warmup=self.warmup,
-                         request_rate=self.request_rate, seed=seed)
+                         request_rate=self.request_rate, seed=seed, at_least=rows)
 
 
 @dataclass(frozen=True)
 class Workload:
-    """The prompts: the seed's 500-1000-token question-answering shape, scaled by
-    `input_scale`, with `max_tokens` new tokens each, drawn with `seed`."""
+    """The prompts: a built-in `workload` - `copy` (the seed's 500-1000-token question
+    answering over a quoted passage, scaled by `input_scale`) or `open` (open questions, no
+    passage) - or the rows of a `dataset` file (all, or `dataset_sample` of them), with
+    `max_tokens` new tokens each (a dataset row may give its own), drawn with `seed`.
+    A dataset is read and checked here, so a bad file fails before any server starts."""
 
     max_tokens: int = defaults.DEFAULT_MAX_TOKENS
     input_scale: float = 1.0
     seed: int = 0
+    workload: str = "copy"
+    dataset: str | Path | None = None
+    dataset_sample: int | None = None
+    dataset_column: str | None = None
+    loaded: Any = field(default=None, init=False, compare=False, repr=False)  # the checked Dataset
 
     def __post_init__(self) -> None:
+        from .workload import KINDS
+
         if self.max_tokens < 1:
             raise BenchError(f"max tokens must be >= 1 (got {self.max_tokens})")
         if self.input_scale <= 0:
             raise BenchError(f"input scale must be > 0 (got {self.input_scale})")
+        if self.workload not in KINDS:
+            raise BenchError(f"workload must be one of {', '.join(KINDS)} (got {self.workload!r})")
+        if self.dataset is None:
+            if self.dataset_sample is not None or self.dataset_column is not None:
+                raise BenchError("--dataset-sample and --dataset-column need a --dataset file")
+            return
+        if self.workload != "copy":
+            raise BenchError(f"give --dataset or --workload {self.workload}, not both")
+        if self.input_scale != 1.0:
+            raise BenchError("--input-scale shapes the built-in workload; a dataset's prompts are sent as they are")
+        from .datasets import load_dataset
+
+        object.__setattr__(self, "loaded", load_dataset(self.dataset, column=self.dataset_column,
+                                                        sample=self.dataset_sample, seed=self.seed))
+
+    @property
+    def kind(self) -> str:
+        """What the prompts are: `copy`, `open` or `dataset`."""
+        return "dataset" if self.dataset is not None else self.workload
+
+    @property
+    def rows(self) -> int:
+        """The dataset rows a benchmark may send (0 for a built-in workload)."""
+        return len(self.loaded.used) if self.loaded is not None else 0
+
+    def build(self, num_prompts: int, tokenizer_path: str | Path | None = None) -> Any:
+        """The prompt set (bench.workload.Workload) for levels of up to `num_prompts`
+        requests; a dataset gives its first `num_prompts` rows, and a level with more
+        requests than rows cycles through them."""
+        from .workload import build_open_workload, build_workload
+
+        if self.loaded is not None:
+            return self.loaded.workload(self.max_tokens, tokenizer_path, limit=num_prompts)
+        if self.workload == "open":
+            return build_open_workload(num_prompts, self.max_tokens, self.seed, tokenizer_path=tokenizer_path)
+        return build_workload(num_prompts, self.max_tokens, self.input_scale, self.seed, tokenizer_path=tokenizer_path)
 
 
 @dataclass(frozen=True)
@@ -177,7 +225,7 @@ class BenchSpec:
         return len(self.load.concurrency) * len(self.runs())
 
 
-_FIELDS = {kind: {f.name for f in dataclasses.fields(kind)} - {"recipe"}
+_FIELDS = {kind: {f.name for f in dataclasses.fields(kind) if f.init} - {"recipe"}
            for kind in (Target, Load, Workload, Pricing)}
 
 

@@ -30,13 +30,15 @@ from .workload import Workload
 
 @dataclass
 class SweepSpec:
-    """What to run at each level. `num_prompts=None` means 2 x concurrency (at least 4)."""
+    """What to run at each level. `num_prompts=None` means 2 x concurrency, at least 4 and
+    at least `at_least` (a dataset's rows, so each is sent once a level)."""
 
     concurrency: list[int] = field(default_factory=lambda: [1, 2, 4, 8])
     num_prompts: int | None = None
     warmup: int | None = None  # requests per level before measuring; None = one per slot
     request_rate: float | None = None
     seed: int = 0
+    at_least: int = 0
 
     def __post_init__(self) -> None:
         if not self.concurrency:
@@ -52,7 +54,7 @@ class SweepSpec:
             raise BenchError(f"warm-up requests must be >= 0 (got {self.warmup})")
 
     def requests_at(self, c: int) -> int:
-        return self.num_prompts if self.num_prompts is not None else max(4, 2 * c)
+        return self.num_prompts if self.num_prompts is not None else max(4, 2 * c, self.at_least)
 
     def warmup_at(self, c: int) -> int:
         return c if self.warmup is None else self.warmup
@@ -62,15 +64,15 @@ class SweepSpec:
 
 
 async def _closed_loop(session, endpoint: Endpoint, workload: Workload, indices: list[int], c: int,
-                       max_tokens: int, on_done: Callable[[RequestSample], None] | None,
+                       max_tokens: int | None, on_done: Callable[[RequestSample], None] | None,
                        stop: threading.Event | None) -> list[RequestSample]:
     queue = list(reversed(indices))
     samples: list[RequestSample] = []
 
     async def worker() -> None:
         while queue and not (stop and stop.is_set()):
-            i = queue.pop()
-            s = await stream_request(session, endpoint, workload.prompts[i % len(workload)], max_tokens)
+            prompt = workload.prompts[queue.pop() % len(workload)]
+            s = await stream_request(session, endpoint, prompt, max_tokens or workload.tokens_for(prompt))
             samples.append(s)
             if on_done:
                 on_done(s)
@@ -80,7 +82,7 @@ async def _closed_loop(session, endpoint: Endpoint, workload: Workload, indices:
 
 
 async def _open_loop(session, endpoint: Endpoint, workload: Workload, indices: list[int], c: int,
-                     rate: float, seed: int, max_tokens: int,
+                     rate: float, seed: int, max_tokens: int | None,
                      on_done: Callable[[RequestSample], None] | None,
                      stop: threading.Event | None) -> list[RequestSample]:
     rng = random.Random(seed)
@@ -90,8 +92,9 @@ async def _open_loop(session, endpoint: Endpoint, workload: Workload, indices: l
 
     async def one(i: int, due_at: float) -> RequestSample:
         await asyncio.sleep(max(0.0, due_at - time.perf_counter()))
+        prompt = workload.prompts[i % len(workload)]
         async with slots:
-            s = await stream_request(session, endpoint, workload.prompts[i % len(workload)], max_tokens, due_at)
+            s = await stream_request(session, endpoint, prompt, max_tokens or workload.tokens_for(prompt), due_at)
         if on_done:
             on_done(s)
         return s
@@ -112,7 +115,9 @@ async def run_level(endpoint: Endpoint, workload: Workload, c: int, n: int, warm
                     request_rate: float | None = None, seed: int = 0,
                     on_done: Callable[[RequestSample], None] | None = None,
                     stop: threading.Event | None = None) -> tuple[list[RequestSample], float]:
-    """Warm up, then measure one level; returns (samples, wall time of the measured part)."""
+    """Warm up (short requests), then measure one level, each prompt asking for its own
+    output length (a dataset row's) or the workload's; returns (samples, wall time of the
+    measured part)."""
     indices = list(range(n))
     async with new_session(endpoint) as session:
         if warmup:
@@ -120,10 +125,10 @@ async def run_level(endpoint: Endpoint, workload: Workload, c: int, n: int, warm
                                min(16, workload.max_tokens), None, stop)
         t0 = time.perf_counter()
         if request_rate is None:
-            samples = await _closed_loop(session, endpoint, workload, indices, c, workload.max_tokens, on_done, stop)
+            samples = await _closed_loop(session, endpoint, workload, indices, c, None, on_done, stop)
         else:
             samples = await _open_loop(session, endpoint, workload, indices, c, request_rate, seed,
-                                       workload.max_tokens, on_done, stop)
+                                       None, on_done, stop)
         return samples, time.perf_counter() - t0
 
 

@@ -35,6 +35,7 @@ that the notebook shows as a table, and `-o VAR` also stores it in the variable 
     %optimize recipe list | show NAME | validate PATH | new NAME [--from BASE] [--save PATH]
     %optimize bench RECIPE [--baseline BASE] [--concurrency 1,2,4] [--prompts N]
                            [--max-tokens N] [--input-scale X] [--url URL] [--background]
+                           [--workload copy|open] [--dataset FILE [--dataset-sample N] [--seed S]]
     %optimize compare RESULT BASELINE_RESULT
     %optimize price RESULT [--instance ml.g5.2xlarge] [--discount 0.3]
     %optimize chart RESULT... [--kind dashboard|throughput|ttft|itl|price] [--output PNG]

@@ -115,6 +115,14 @@ BENCH_OPTIONS = (
     Opt(("--prompts",), "requests per level (default 2 x concurrency, >= 4)", dest="num_prompts", type=int),
     Opt(("--max-tokens",), "new tokens per request", type=int, default=_d(Workload, "max_tokens")),
     Opt(("--input-scale",), "scale the seed's 500-1000-token prompts", type=float, default=_d(Workload, "input_scale")),
+    Opt(("--workload",), "built-in prompts: copy (questions over a quoted passage, n-gram's best case) or open "
+        "(open questions, nothing to quote)", default=_d(Workload, "workload"), choices=("copy", "open")),
+    Opt(("--dataset",), "send the rows of this file instead: JSONL of chat 'messages' or 'prompt' rows, "
+        "ShareGPT JSON/JSONL ('conversations'), or CSV with a prompt column"),
+    Opt(("--dataset-sample",), "rows drawn from --dataset (with --seed; default all)", type=int),
+    Opt(("--dataset-column",), "CSV: the prompt column (default: prompt, question, input or text)"),
+    Opt(("--seed",), "seed of the prompts, the dataset sample and request arrivals", type=int,
+        default=_d(Workload, "seed")),
     Opt(("--rate",), "Poisson request rate (req/s); concurrency caps in-flight", dest="request_rate", type=float),
     Opt(("--warmup",), "warm-up requests per level (default one per slot)", type=int),
     Opt(("--instance",), "instance whose rate prices the result", default=_d(Pricing, "instance")),
