@@ -109,6 +109,10 @@ BENCH_OPTIONS = (
     Opt(("--input-scale",), "scale the seed's 500-1000-token prompts", type=float, default=_d(Workload, "input_scale")),
     Opt(("--rate",), "Poisson request rate (req/s); concurrency caps in-flight", dest="request_rate", type=float),
     Opt(("--warmup",), "warm-up requests per level (default one per slot)", type=int),
+    Opt(("--slo",), "service-level objectives, e.g. ttft_p99=2s,tpot_p50=50ms: adds goodput (req/s meeting "
+        "every SLO) and pass/fail per level"),
+    Opt(("--repeats",), "run every level N times (fresh prompts each) and report 95%% intervals", type=int,
+        default=_d(Load, "repeats")),
     Opt(("--instance",), "instance whose rate prices the result", default=_d(Pricing, "instance")),
     Opt(("--discount",), "discount off the on-demand rate, 0..1", type=float, default=_d(Pricing, "discount")),
     Opt(("--results-dir",), "where results JSON and charts go (default ./results)"),
