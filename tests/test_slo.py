@@ -5,6 +5,7 @@ short answers."""
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 
@@ -119,3 +120,42 @@ def test_repeats_give_95_percent_intervals(schedule_server_factory, tmp_path):
     assert loaded.levels[1].repeats["ci95"]["output_throughput"]["n"] == 3
     with pytest.raises(BenchError, match="repeats"):
         _bench(srv.base_url, tmp_path, repeats=0)
+
+
+def test_panel_slo_and_repeats_then_the_report_button(schedule_server_factory, tmp_path):
+    from conftest import wait_until
+    from widgets import BenchmarkPanel
+
+    srv = schedule_server_factory(ttft_ms=30, itl_ms=2)
+    panel = BenchmarkPanel(results_dir=str(tmp_path))
+    panel.url.value, panel.concurrency.value, panel.prompts.value = srv.base_url, "1,2", 4
+    panel.max_tokens.value, panel.input_scale.value = 8, 0.1
+    panel.slo.value, panel.repeats.value = "ttft_p50=1s", 2
+    assert panel.report.disabled
+    panel.run.click()
+    res = panel.wait(60)
+    wait_until(lambda: not panel.report.disabled, 10, "the report button")
+    assert res.slo == "ttft_p50=1s" and res.levels[0].repeats["n"] == 2
+    assert "goodput req/s" in panel.table.value and "SLO met" in panel.table.value
+    panel.report.click()
+    html_path = Path(res.path).with_suffix(".html")
+    assert html_path.is_file() and "report written" in panel.message.text
+    panel.slo.value = "quick"
+    panel.run.click()
+    assert "form is" in panel.message.text
+
+
+def test_magic_bench_slo(schedule_server_factory, tmp_path, monkeypatch):
+    from IPython.core.error import UsageError
+    from IPython.core.interactiveshell import InteractiveShell
+
+    monkeypatch.chdir(tmp_path)
+    srv = schedule_server_factory(ttft_ms=30, itl_ms=2)
+    ip = InteractiveShell.instance()
+    ip.run_line_magic("load_ext", "jupyter_ext")
+    line = (f"bench --url {srv.base_url} --concurrency 1 --prompts 4 --max-tokens 8 --input-scale 0.1 "
+            f"--results-dir {tmp_path} --slo ttft_p50=10ms")
+    res = ip.run_line_magic("optimize", line)
+    assert res.rows()[0]["SLO met"] is False and res.levels[0].slo["good_requests"] == 0
+    with pytest.raises(UsageError, match="form is"):
+        ip.run_line_magic("optimize", line.replace("ttft_p50=10ms", "ttft<10ms"))
