@@ -170,7 +170,13 @@ def test_the_verb_writes_the_recipe_and_sizes(tmp_path):
     space = SearchSpace(default_space(LLAMA), (1, 2, 4))
     fake = FakeBench(space, GPU, smooth)
     out = FUNCTIONS["tune"](model=LLAMA, slo="tpot_p50=30ms,ttft_p99=1s", instance=GPU, concurrency=[1, 2, 4],
-                            max_tokens=20, output=str(tmp_path / "w.yaml"), target_rps=5.0, measure=fake)
+                            max_tokens=20, output=str(tmp_path / "w.yaml"), target_rps=5.0, measure=fake,
+                            results_dir=str(tmp_path / "res"))
     assert load_recipe(tmp_path / "w.yaml").name == out.winner_recipe.name
+    import json
+
+    saved = json.loads(open(out.path).read())
+    assert out.path.startswith(str(tmp_path / "res")) and saved["winner"]["candidate"] == out.winner.candidate
+    assert saved["sizing"]["instance_count"] == out.sizing.instance_count
     assert out.sizing is not None and out.sizing.instance_count >= 1
     assert out.to_dict()["winner"]["candidate"] == out.winner.candidate

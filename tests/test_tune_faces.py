@@ -18,15 +18,16 @@ def fake(monkeypatch):
     return bench
 
 
-def test_cli_tune_prints_the_ranked_table_and_writes_the_recipe(fake, tmp_path, capsys):
+def test_cli_tune_prints_the_ranked_table_and_writes_the_recipe(fake, tmp_path, capsys, monkeypatch):
     from jupyter_ext.faces.cli import main
 
+    monkeypatch.chdir(tmp_path)
     out = tmp_path / "t.yaml"
     rc = main(["tune", LLAMA, "--slo", SLO, "--instance", GPU, "--concurrency", "1,2,4", "--max-tokens", "20",
                "-o", str(out), "--target-rps", "4"])
     text = capsys.readouterr().out
     assert rc == 0 and "winner" in text and "pruned" in text and "ConcurrentRequestsPerModel" in text
-    assert load_recipe(out).model == LLAMA
+    assert load_recipe(out).model == LLAMA and list((tmp_path / "results").glob("tune-*.json"))
     assert main(["tune", LLAMA, "--slo", "tpot_p50=1ms", "--instance", GPU, "-o", str(tmp_path / "n.yaml")]) == 1
     assert main(["tune", "--slo", "bogus"]) == 2 and "form is" in capsys.readouterr().err
 

@@ -74,6 +74,7 @@ class TuneResult:
     sizing: Any = None  # autoscale.sizing.Sizing, attached by the verb when --target-rps is given
     measured_levels: int = 0
     grid: bool = False
+    path: str | None = None  # where save() wrote the search
 
     def ranked(self) -> list[TuneRow]:
         def key(r: TuneRow) -> tuple:
@@ -90,6 +91,16 @@ class TuneResult:
                 "rows": [asdict(r) for r in self.ranked()],
                 "results": {k: v.path for k, v in self.results.items()},
                 "sizing": self.sizing.to_dict() if self.sizing is not None else None}
+
+    def save(self, path: str | Path) -> Path:
+        """Write the search as JSON atomically (the ranked rows, the winner, the sizing)."""
+        import json
+
+        from ..base.files import atomic_write_text
+
+        p = atomic_write_text(Path(path), json.dumps(self.to_dict(), indent=1, default=str))
+        self.path = str(p)
+        return p
 
     def _headline(self) -> str:
         w = self.winner

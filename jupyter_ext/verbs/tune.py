@@ -25,7 +25,8 @@ def tune(model: str | None = None, slo: str | None = None, instance: str = "loca
          results_dir: str | None = None, measure: Callable | None = None, progress: bool = True,
          on_row: Callable | None = None) -> Any:
     """The TuneResult: ranked candidates, the winner's recipe written to `output` (default
-    tuned.yaml), and the sizing for `target_rps` when given. `measure` replaces the real
+    tuned.yaml), and the sizing for `target_rps` when given; the search is saved as
+    results_dir/tune-DATE.json. `measure` replaces the real
     benchmark (tests); `recipes` replaces the default search space."""
     from ..bench.slo import SLO
     from ..bench.spec import Pricing
@@ -52,6 +53,9 @@ def tune(model: str | None = None, slo: str | None = None, instance: str = "loca
 
         cand = next(c for c in space.candidates if c.label == result.winner.candidate)
         result.sizing = size_deployment(result, target_rps, precision=cand.precision)
+    import time
+
+    result.save(Path(results_dir or defaults.results_dir()) / f"tune-{time.strftime('%Y%m%d-%H%M%S')}.json")
     return result
 
 
