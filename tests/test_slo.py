@@ -69,8 +69,8 @@ def test_t_interval_matches_the_textbook():
 
 def _bench(url, tmp_path, **kw):
     kw.setdefault("warmup", 1)
-    return run_benchmark(None, url=url, results_dir=tmp_path, progress=False, input_scale=0.1, max_tokens=10,
-                         num_prompts=6, **kw)
+    kw.setdefault("input_scale", 0.1)
+    return run_benchmark(None, url=url, results_dir=tmp_path, progress=False, max_tokens=10, num_prompts=6, **kw)
 
 
 def test_bench_slo_adds_goodput_and_pass_fail_to_table_and_json(schedule_server_factory, tmp_path):
@@ -88,15 +88,18 @@ def test_bench_slo_adds_goodput_and_pass_fail_to_table_and_json(schedule_server_
 
 def test_fresh_prompts_per_level_and_a_high_prefix_hit_rate_warns(schedule_server_factory, tmp_path):
     srv = schedule_server_factory(ttft_ms=5, itl_ms=1, prefix_hit_rate=0.9)
-    r = _bench(srv.base_url, tmp_path, concurrency=[1, 2])
+    r = _bench(srv.base_url, tmp_path, concurrency=[1, 2], input_scale=0.5)  # ~310-token prompts
     seen = [{s.prompt_index for s in lv.samples} for lv in r.levels]
     assert r.workload["num_prompts"] == (1 + 6) * 2  # warm-ups and levels never share prompts
     assert seen == [set(range(1, 7)), set(range(8, 14))]
     assert r.levels[0].integrity["prefix_cache_hit_rate"] == pytest.approx(0.9)
     assert any("prefix-cache hit rate was 90%" in n for n in r.notes)
     assert r.rows()[0]["prefix hit"] == pytest.approx(0.9)
-    quiet = schedule_server_factory(ttft_ms=5, itl_ms=1, prefix_hit_rate=0.02)
-    assert not any("prefix-cache" in n for n in _bench(quiet.base_url, tmp_path, concurrency=[1]).notes)
+    # the shared system prompt (~58 tokens with the template) is expected: ~19% of ~310 tokens
+    assert 0.1 < r.levels[0].integrity["expected_shared_share"] < 0.3
+    quiet = schedule_server_factory(ttft_ms=5, itl_ms=1, prefix_hit_rate=0.3)
+    assert not any("prefix-cache" in n for n in _bench(quiet.base_url, tmp_path, concurrency=[1],
+                                                         input_scale=0.5).notes)
 
 
 def test_short_answers_under_ignore_eos_warn(schedule_server_factory, tmp_path):
@@ -159,3 +162,18 @@ def test_magic_bench_slo(schedule_server_factory, tmp_path, monkeypatch):
     assert res.rows()[0]["SLO met"] is False and res.levels[0].slo["good_requests"] == 0
     with pytest.raises(UsageError, match="form is"):
         ip.run_line_magic("optimize", line.replace("ttft_p50=10ms", "ttft<10ms"))
+
+
+@pytest.mark.vllm
+def test_real_vllm_reports_prefix_hits_goodput_and_exact_lengths(vllm_server, tmp_path):
+    """vLLM's own counters: fresh prompts keep the prefix-cache hit rate low (the shared
+    system prompt only), and ignore_eos gives every answer exactly max_tokens."""
+    r = run_benchmark(server=vllm_server, concurrency=[1, 2], num_prompts=3, max_tokens=12, input_scale=0.2,
+                      results_dir=tmp_path, progress=False, slo="ttft_p99=60s,tpot_p50=5s", warmup=1)
+    assert r.status == "complete"
+    for lv in r.levels:
+        rate = lv.integrity["prefix_cache_hit_rate"]
+        assert rate is not None and 0 <= rate < 0.25, lv.integrity
+        assert lv.integrity["tokens"]["length_mismatches"] == 0 and lv.integrity["tokens"]["checked"] == 3
+        assert lv.slo["met"] and lv.slo["good_requests"] == 3
+    assert not [n for n in r.notes if "prefix-cache" in n or "ignore_eos" in n]

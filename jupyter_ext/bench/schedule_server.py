@@ -48,7 +48,10 @@ def make_app(ttft_ms: float, itl_ms: float, fail_every: int = 0, die_after: int 
         max_tokens = int(body.get("max_tokens", 16))
         if short_every and n % short_every == 0:
             max_tokens = max(1, max_tokens // 2)
-        state["prompt_tokens"] += 10
+        # about 4 characters a token, as the workload estimates without a tokenizer
+        text = body.get("prompt") or "".join(m.get("content", "") for m in body.get("messages", []))
+        prompt_tokens = max(1, len(str(text)) // 4)
+        state["prompt_tokens"] += prompt_tokens
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await resp.prepare(request)
         for i in range(max_tokens):
@@ -56,7 +59,8 @@ def make_app(ttft_ms: float, itl_ms: float, fail_every: int = 0, die_after: int 
             await asyncio.sleep(max(0.0, due - time.perf_counter()))
             state["late_s"].append(time.perf_counter() - due)
             await resp.write(_chunk(i, chat, model))
-        usage = {"prompt_tokens": 10, "completion_tokens": max_tokens, "total_tokens": 10 + max_tokens}
+        usage = {"prompt_tokens": prompt_tokens, "completion_tokens": max_tokens,
+                 "total_tokens": prompt_tokens + max_tokens}
         await resp.write(b"data: " + json.dumps({"choices": [], "usage": usage}).encode() + b"\n\n")
         await resp.write(b"data: [DONE]\n\n")
         return resp

@@ -216,7 +216,8 @@ def _measure_level(endpoint: Endpoint, workload: Workload, spec: SweepSpec, c: i
     return LevelResult(concurrency=c, metrics=compute_metrics(samples, wall), samples=samples,
                        request_rate=spec.request_rate, speculative=spec_stats,
                        integrity=level_integrity(text_before, text_after, samples, workload.max_tokens,
-                                                 getattr(endpoint, "ignore_eos", False)))
+                                                 getattr(endpoint, "ignore_eos", False),
+                                                 len(workload.prompts[0].system) if len(workload) else 0))
 
 
 def run_sweep_in_thread(*args, **kwargs) -> BenchResult:
