@@ -204,6 +204,7 @@ class OptimizeMagics(Magics):
         verbs["bench"].set_defaults(concurrency=list(self.default_concurrency), instance=self.default_instance,
                                     results_dir=self.results_dir)
         verbs["price"].set_defaults(instance=self.default_instance)
+        verbs["tune"].set_defaults(instance=self.default_instance, results_dir=self.results_dir)
 
     # -- what this notebook started ------------------------------------------------------
     @property
