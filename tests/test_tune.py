@@ -136,6 +136,20 @@ def test_sizing_from_the_knee_is_checked_in_the_fleet_simulator():
         size_deployment(out, target_rps=0)
 
 
+def test_sizing_puts_one_copy_per_gpu_that_holds_the_model():
+    from jupyter_ext.autoscale.sizing import accelerators_per_copy, size_deployment
+
+    four = "ml.g5.12xlarge"  # 4 x A10G 24 GB
+    assert accelerators_per_copy(LLAMA, "awq-int4", 8, four) == 1
+    assert accelerators_per_copy(LLAMA, "fp32", 1, four) == 2  # 32 GB of weights: two GPUs a copy
+    assert accelerators_per_copy(LLAMA, "fp16", 1, "local") == 0
+    space = SearchSpace(default_space(LLAMA), (1, 2, 4))
+    out = tune(space, "tpot_p50=30ms", FakeBench(space, four, smooth), instance=four, max_tokens=20)
+    s = size_deployment(out, target_rps=8 * out.winner.request_rps, precision="awq-int4", simulate_check=False)
+    assert s.copies_per_instance == 4 and s.instance_count == math.ceil(8 / (4 * 0.8))
+    assert s.concurrent_requests_per_model == 4 * s.concurrent_requests_per_copy
+
+
 def test_cpu_space_prunes_what_this_host_cannot_run(monkeypatch):
     from jupyter_ext.planning import tune_space
 

@@ -4,8 +4,8 @@ The knee is tune's winner: the highest-value concurrency at which one model copy
 the SLO, and the request rate it served there. From it:
 
     copies_per_instance = accelerators of the instance // accelerators one copy needs
-                          (the fewest, dividing the heads, whose memory holds the model:
-                          planning/planner.py; 1 on a CPU instance)
+                          (the fewest whose memory holds the model: planning/planner.py);
+                          1 copy on a CPU instance
     capacity_rps        = copies_per_instance * measured req/s of one copy at the knee
     instance_count      = ceil(target_rps / (capacity_rps * UTILISATION))
     target value        = TARGET_FRACTION * knee concurrency, per copy
@@ -62,7 +62,8 @@ class Sizing:
                f" -> {'ok' if self.simulation_ok else 'NOT ok: add instances or lower the target'}")
         return [("target load", f"{self.target_rps:g} req/s"),
                 ("knee (one copy)", f"concurrency {self.knee_concurrency}, {self.knee_rps_per_copy:.3g} req/s"),
-                ("copies per instance", f"{self.copies_per_instance} ({self.accelerators_per_copy} accelerator(s) each)"),
+                ("copies per instance", f"{self.copies_per_instance} ({self.accelerators_per_copy} accelerator(s) each)"
+                 if self.accelerators_per_copy else f"{self.copies_per_instance} (the whole host: no accelerator)"),
                 ("instance count", f"{self.instance_count} x {self.instance}"),
                 ("ConcurrentRequestsPerCopy target", f"{self.concurrent_requests_per_copy:g}"),
                 ("ConcurrentRequestsPerModel target", f"{self.concurrent_requests_per_model:g}"),
@@ -77,10 +78,10 @@ class Sizing:
 
 
 def accelerators_per_copy(model: str, precision: str, concurrency: int, instance: str) -> int:
-    """The fewest accelerators of `instance` one copy fits on (1 on a CPU instance)."""
+    """The fewest accelerators of `instance` one copy fits on (0 on a CPU instance: the host)."""
     spec = get_instance(instance)
     if spec.accelerator is None:
-        return 1
+        return 0
     row = plan(model, precision=precision, concurrency=concurrency, instances=[instance]).rows[0]
     per = spec.accelerator_memory_gb or 0
     need = row.needed_gb - row.overhead_gb
