@@ -23,14 +23,29 @@ def _as_list(results) -> list[BenchResult]:
     return [results] if isinstance(results, BenchResult) else list(results)
 
 
+def concurrency_axis(ax, levels: Sequence[float]) -> None:
+    """A log2 concurrency axis whose ticks are the measured levels written plainly (1, 2, 4,
+    8, not 2^0, 2^1): matplotlib's log formatter would print powers of the base."""
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
+
+    ax.set_xscale("log", base=2)
+    ticks = sorted({float(c) for c in levels if c and c > 0})
+    if ticks:
+        ax.xaxis.set_major_locator(FixedLocator(ticks))
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _pos: f"{x:g}"))
+    ax.set_xlabel("concurrency")
+
+
 def _plot(ax, results: Sequence[BenchResult], column: str, ylabel: str, title: str):
+    levels = []
     for r in results:
         rows = r.rows()
+        levels += [x["concurrency"] for x in rows]
         ax.plot([x["concurrency"] for x in rows], [x[column] for x in rows], marker="o", label=r.name)
-    ax.set_xlabel("concurrency")
+    concurrency_axis(ax, levels)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
-    ax.set_xscale("log", base=2)
     ax.grid(True, alpha=0.3)
     ax.legend()
     return ax
@@ -44,16 +59,17 @@ def throughput(results, ax=None):
 def latency(results, ax=None, metric: str = "TTFT"):
     """p50 (solid) and p99 (dashed) TTFT or ITL in ms against concurrency."""
     ax = _axes(ax)
+    levels = []
     for r in _as_list(results):
         rows = r.rows()
         xs = [x["concurrency"] for x in rows]
+        levels += xs
         line, = ax.plot(xs, [x[f"{metric} p50 ms"] for x in rows], marker="o", label=f"{r.name} p50")
         ax.plot(xs, [x[f"{metric} p99 ms"] for x in rows], marker="x", linestyle="--",
                 color=line.get_color(), label=f"{r.name} p99")
-    ax.set_xlabel("concurrency")
+    concurrency_axis(ax, levels)
     ax.set_ylabel(f"{metric} (ms)")
     ax.set_title(f"{metric} percentiles")
-    ax.set_xscale("log", base=2)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize="small")
     return ax

@@ -195,7 +195,8 @@ def test_a_level_sends_every_row_once_unless_prompts_says_otherwise(tmp_path, sc
     assert sorted(s.output_tokens for s in every.levels[0].samples) == [1, 2, 3, 4, 5]
     assert every.dataset["rows_used"] == 5
     two = run_benchmark(num_prompts=2, **common)
-    assert sorted(s.output_tokens for s in two.levels[0].samples) == [1, 2] and two.dataset["rows_used"] == 2
+    # rows_used counts every row sent: the 2 measured and the level's 1 warm-up (row 3)
+    assert sorted(s.output_tokens for s in two.levels[0].samples) == [1, 2] and two.dataset["rows_used"] == 3
 
 
 def test_result_json_records_the_dataset(tmp_path, schedule_server_factory):

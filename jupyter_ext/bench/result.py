@@ -30,10 +30,14 @@ class LevelResult:
     samples: list[RequestSample] = field(default_factory=list)
     request_rate: float | None = None
     speculative: dict | None = None  # acceptance figures read from the server's /metrics
+    slo: dict | None = None  # goodput and pass/fail under the result's SLO (bench/slo.py)
+    integrity: dict | None = None  # prefix-cache hit rate, token-count checks (bench/integrity.py)
+    repeats: dict | None = None  # per-repeat figures and their 95% intervals (bench/integrity.py)
 
     def to_dict(self, with_samples: bool = True) -> dict:
         d = {"concurrency": self.concurrency, "request_rate": self.request_rate,
-             "metrics": self.metrics.to_dict(), "speculative": self.speculative}
+             "metrics": self.metrics.to_dict(), "speculative": self.speculative, "slo": self.slo,
+             "integrity": self.integrity, "repeats": self.repeats}
         if with_samples:
             d["samples"] = [s.to_dict() for s in self.samples]
         return d
@@ -42,6 +46,7 @@ class LevelResult:
     def from_dict(cls, d: dict) -> "LevelResult":
         return cls(concurrency=d["concurrency"], request_rate=d.get("request_rate"),
                    metrics=LevelMetrics.from_dict(d["metrics"]), speculative=d.get("speculative"),
+                   slo=d.get("slo"), integrity=d.get("integrity"), repeats=d.get("repeats"),
                    samples=[RequestSample.from_dict(s) for s in d.get("samples", [])])
 
 
@@ -93,6 +98,7 @@ class BenchResult:
     instance: str = "local"
     discount: float = 0.0
     path: str | None = None
+    slo: str | None = None  # e.g. "ttft_p99=2s,tpot_p50=50ms": every level gets goodput and pass/fail
 
     # -- lookups -------------------------------------------------------------------------
     def level(self, concurrency: int) -> LevelResult:
@@ -128,7 +134,8 @@ class BenchResult:
                 "workload": self.workload, "server": self.server, "versions": self.versions,
                 "machine": self.machine, "started": self.started, "finished": self.finished,
                 "status": self.status, "notes": self.notes, "instance": self.instance,
-                "discount": self.discount, "levels": [lv.to_dict(with_samples) for lv in self.levels]}
+                "discount": self.discount, "slo": self.slo,
+                "levels": [lv.to_dict(with_samples) for lv in self.levels]}
 
     @classmethod
     def from_dict(cls, d: dict) -> "BenchResult":
@@ -136,12 +143,24 @@ class BenchResult:
             raise ResultFileError(f"not a jupyter-optimize benchmark result (schema {d.get('schema')!r}, expected {SCHEMA!r})")
         kw = {k: d[k] for k in ("name", "recipe", "endpoint", "workload", "server", "versions", "machine",
                                 "started", "finished", "status", "notes", "instance", "discount")}
-        return cls(levels=[LevelResult.from_dict(x) for x in d["levels"]], **kw)
+        return cls(levels=[LevelResult.from_dict(x) for x in d["levels"]], slo=d.get("slo"), **kw)
+
+    def apply_slo(self) -> None:
+        """Evaluate the result's SLO on every level that has samples (goodput, pass/fail)."""
+        if not self.slo:
+            return
+        from .slo import SLO
+
+        slo = SLO.parse(self.slo)
+        for lv in self.levels:
+            if lv.samples or lv.slo is None:
+                lv.slo = slo.evaluate_level(lv)
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write JSON atomically (temporary file + rename): a crash never leaves half a file."""
         from ..base.files import atomic_write_text
 
+        self.apply_slo()
         p = atomic_write_text(Path(path), json.dumps(self.to_dict(), indent=1, allow_nan=True))
         self.path = str(p)
         return p
@@ -162,6 +181,8 @@ class BenchResult:
     # -- display -------------------------------------------------------------------------
     def rows(self) -> list[dict[str, Any]]:
         """One flat row per level: what the table shows (latencies in ms)."""
+        if self.slo and any(lv.slo is None for lv in self.levels):
+            self.apply_slo()
         try:
             prices = {p.concurrency: p for p in self.prices().rows}
         except Exception:  # noqa: BLE001 - a level without latency has no price; shown as blank
@@ -179,6 +200,7 @@ class BenchResult:
                    "$/1M out": pr.output_usd_per_1M if pr else float("nan")}
             if lv.speculative:
                 row["spec accept"] = lv.speculative.get("acceptance_rate", float("nan"))
+            row.update(_extra_columns(lv, bool(self.slo)))
             out.append(row)
         return out
 
@@ -186,9 +208,18 @@ class BenchResult:
         rec = (self.recipe or {}).get("name", self.endpoint.get("base_url", ""))
         ds = self.dataset
         prompts = (f"dataset {ds['name']} ({ds['rows_used']} of {ds['rows']} rows, sha256 {ds['sha256'][:12]})"
-                   if ds else f"{self.workload_kind} workload, {self.workload.get('num_prompts')} prompts/level")
+                   if ds else f"{self.workload_kind} workload, {self._per_level()} prompts/level")
         return (f"{self.name}: recipe {rec}, model {self.endpoint.get('model')}, status {self.status}, "
-                f"instance {self.instance}, {prompts}")
+                f"instance {self.instance}, {prompts}"
+                + (f", SLO {self.slo}" if self.slo else "")
+                + (f", {self.workload['repeats']} repeats" if self.workload.get("repeats", 1) > 1 else ""))
+
+    def _per_level(self) -> Any:
+        per = self.workload.get("prompts_per_level")
+        if not per:
+            return self.workload.get("num_prompts")
+        vals = sorted(set(per.values()))
+        return vals[0] if len(vals) == 1 else f"{vals[0]}-{vals[-1]}"
 
     def __str__(self) -> str:
         return self._header() + "\n" + format_table(self.rows()) + "".join(f"\nnote: {n}" for n in self.notes)
@@ -202,6 +233,23 @@ class BenchResult:
                 f"{'<ul>' + notes + '</ul>' if notes else ''}"
                 f"<small>latencies: vLLM definitions (ITL per chunk, TPOT per token); blended price uses "
                 f"p50 TPOT as the inter-token latency, input:output 3:1</small></div>")
+
+
+def _extra_columns(lv: LevelResult, with_slo: bool) -> dict[str, Any]:
+    """The SLO, integrity and repeat columns of a level's row (only those it has)."""
+    row: dict[str, Any] = {}
+    if with_slo:
+        ev = lv.slo or {}
+        row["goodput req/s"] = ev.get("goodput_rps", float("nan"))
+        row["SLO met"] = ev.get("met")
+    if lv.integrity and lv.integrity.get("prefix_cache_hit_rate") is not None:
+        row["prefix hit"] = lv.integrity["prefix_cache_hit_rate"]
+    if lv.repeats:
+        ci = lv.repeats.get("ci95", {})
+        for key, label in (("output_throughput", "out tok/s ±95%"), ("ttft_p50_s", "TTFT p50 ms ±95%")):
+            if key in ci:
+                row[label] = ci[key]["half_width"] * (1e3 if key.endswith("_s") else 1)
+    return row
 
 
 # Dict-row tables, named as the rest of bench/ and the widgets use them.

@@ -17,6 +17,7 @@ from .. import defaults
 from ..errors import BenchError
 from ..recipes import Recipe
 from .client import Endpoint
+from .integrity import integrity_warnings
 from .metrics import RequestSample
 from .result import BenchResult, LevelResult
 from .spec import BenchSpec, Target
@@ -50,22 +51,26 @@ def run_target(spec: BenchSpec, target: Target, *, server=None, progress: bool =
 
     def run(base_url: str, served: str, model_path: str | None, server_info: dict | None,
             alive: Callable[[], bool] | None) -> BenchResult:
-        workload = wl.build(max(sweep.requests_at(c) for c in sweep.concurrency),
-                            tokenizer_path=model_path or target.tokenizer_path)
+        # every level, repeat and warm-up gets prompts of its own (prefix-cache hygiene); a
+        # dataset with fewer rows than that cycles through them
+        workload = wl.build(sweep.prompts_needed(), tokenizer_path=model_path or target.tokenizer_path)
         ep = client or Endpoint(base_url, served, api=target.api, ignore_eos=target.ignore_eos,
                                 extra_body=dict(target.extra_body or {}))
         result = BenchResult(name=name, recipe=recipe.to_dict() if recipe else None, endpoint=ep.to_dict(),
-                             workload=workload.summary(), server=server_info, instance=price.instance,
-                             discount=price.discount)
+                             workload={**workload.summary(), "prompts_per_level": {str(c): sweep.requests_at(c) for c in
+                                                                                     sweep.concurrency},
+                                       "repeats": sweep.repeats, "fresh_prompts_per_level": True},
+                             server=server_info, instance=price.instance,
+                             discount=price.discount, slo=str(spec.slo) if spec.slo else None)
         if recipe is not None and recipe.engine.weights == "dummy":
             from ..store.dummy_model import DUMMY_NOTE
 
             result.notes.append(DUMMY_NOTE)
 
         def level_done(level: LevelResult) -> None:
-            note = speculation_warning(recipe, level)
-            if note:
-                result.notes.append(note)
+            for note in [speculation_warning(recipe, level), *integrity_warnings(level)]:
+                if note:
+                    result.notes.append(note)
             if on_level:
                 on_level(level)
 

@@ -24,6 +24,7 @@ from ..errors import BenchError
 if TYPE_CHECKING:
     from ..recipes import Recipe
     from .client import Endpoint
+    from .slo import SLO
 
 
 @dataclass(frozen=True)
@@ -78,9 +79,12 @@ class Load:
     num_prompts: int | None = None    # per level; None = 2 x concurrency, at least 4
     request_rate: float | None = None
     warmup: int | None = None         # per level; None = one per slot
+    repeats: int = 1                  # runs of every level (fresh prompts each); >1 adds 95% intervals
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "concurrency", tuple(self.concurrency))
+        if isinstance(self.repeats, bool) or not isinstance(self.repeats, int) or self.repeats < 1:
+            raise BenchError(f"repeats must be a whole number >= 1 (got {self.repeats!r})")
         self.sweep()  # raises BenchError naming the bad value
 
     def sweep(self, seed: int = 0, rows: int = 0) -> Any:
@@ -89,7 +93,7 @@ class Load:
         from .sweep import SweepSpec
 
         return SweepSpec(concurrency=list(self.concurrency), num_prompts=self.num_prompts, warmup=self.warmup,
-                         request_rate=self.request_rate, seed=seed, at_least=rows)
+                         request_rate=self.request_rate, seed=seed, at_least=rows, repeats=self.repeats)
 
 
 @dataclass(frozen=True)
@@ -185,12 +189,17 @@ class BenchSpec:
     baseline: "Recipe | None" = None
     results_dir: str | Path | None = None
     name: str | None = None
+    slo: "SLO | str | None" = None  # e.g. "ttft_p99=2s,tpot_p50=50ms": goodput and pass/fail per level
 
     def __post_init__(self) -> None:
         if isinstance(self.baseline, (str, Path)):
             from ..recipes import load_recipe
 
             object.__setattr__(self, "baseline", load_recipe(self.baseline))
+        if self.slo is not None:
+            from .slo import SLO
+
+            object.__setattr__(self, "slo", SLO.parse(self.slo))  # BenchError with the accepted form
 
     @classmethod
     def of(cls, recipe: "Recipe | str | None" = None, **options: Any) -> "BenchSpec":
@@ -206,7 +215,7 @@ class BenchSpec:
                     groups[kind][key] = value
                     break
             else:
-                if key not in ("baseline", "results_dir", "name"):
+                if key not in ("baseline", "results_dir", "name", "slo"):
                     raise TypeError(f"unknown benchmark option {key!r}")
                 top[key] = value
         return cls(target=Target(recipe=recipe, **groups[Target]), load=Load(**groups[Load]),

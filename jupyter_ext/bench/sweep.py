@@ -24,7 +24,8 @@ from ..errors import BenchError
 from .client import Endpoint, new_session, stream_request
 from .metrics import RequestSample, compute_metrics
 from .result import BenchResult, LevelResult
-from .spec_metrics import SpecCounters, scrape_spec_counters
+from .integrity import level_integrity, merge_repeats
+from .spec_metrics import SpecCounters, scrape_metrics_text
 from .workload import Workload
 
 
@@ -39,6 +40,7 @@ class SweepSpec:
     request_rate: float | None = None
     seed: int = 0
     at_least: int = 0
+    repeats: int = 1  # runs of every level, each on prompts of its own
 
     def __post_init__(self) -> None:
         if not self.concurrency:
@@ -52,6 +54,8 @@ class SweepSpec:
             raise BenchError(f"request rate must be > 0 req/s (got {self.request_rate})")
         if self.warmup is not None and self.warmup < 0:
             raise BenchError(f"warm-up requests must be >= 0 (got {self.warmup})")
+        if self.repeats < 1:
+            raise BenchError(f"repeats must be >= 1 (got {self.repeats})")
 
     def requests_at(self, c: int) -> int:
         return self.num_prompts if self.num_prompts is not None else max(4, 2 * c, self.at_least)
@@ -60,7 +64,27 @@ class SweepSpec:
         return c if self.warmup is None else self.warmup
 
     def total_requests(self) -> int:
-        return sum(self.requests_at(c) for c in self.concurrency)
+        return sum(self.requests_at(c) for c in self.concurrency) * self.repeats
+
+    def block(self, c: int, repeat: int = 0) -> tuple[list[int], list[int]]:
+        """(warm-up, measured) prompt indices of one level's repeat: every level, repeat and
+        warm-up gets prompts nobody sent before, so the server's prefix cache cannot serve a
+        measured prompt from an earlier one (bench/integrity.py)."""
+        start = 0
+        for level in self.concurrency:
+            for r in range(self.repeats):
+                size = self.warmup_at(level) + self.requests_at(level)
+                if (level, r) == (c, repeat):
+                    # measured first in index order, so a dataset's first level sends its first
+                    # rows; the warm-ups take the indices after them
+                    n = self.requests_at(level)
+                    return list(range(start + n, start + size)), list(range(start, start + n))
+                start += size
+        raise KeyError(f"no level {c} repeat {repeat} in this sweep")
+
+    def prompts_needed(self) -> int:
+        """Distinct prompts the whole sweep sends (warm-ups included)."""
+        return sum(self.warmup_at(c) + self.requests_at(c) for c in self.concurrency) * self.repeats
 
 
 async def _closed_loop(session, endpoint: Endpoint, workload: Workload, indices: list[int], c: int,
@@ -114,14 +138,16 @@ async def _open_loop(session, endpoint: Endpoint, workload: Workload, indices: l
 async def run_level(endpoint: Endpoint, workload: Workload, c: int, n: int, warmup: int,
                     request_rate: float | None = None, seed: int = 0,
                     on_done: Callable[[RequestSample], None] | None = None,
-                    stop: threading.Event | None = None) -> tuple[list[RequestSample], float]:
+                    stop: threading.Event | None = None,
+                    block: tuple[list[int], list[int]] | None = None) -> tuple[list[RequestSample], float]:
     """Warm up (short requests), then measure one level, each prompt asking for its own
     output length (a dataset row's) or the workload's; returns (samples, wall time of the
-    measured part)."""
-    indices = list(range(n))
+    measured part). `block` gives the (warm-up, measured) prompt indices (default: the first
+    n, warm-ups among them)."""
+    warm_idx, indices = block if block is not None else ([i % n for i in range(warmup)], list(range(n)))
     async with new_session(endpoint) as session:
-        if warmup:
-            await _closed_loop(session, endpoint, workload, [i % n for i in range(warmup)], c,
+        if warm_idx:
+            await _closed_loop(session, endpoint, workload, warm_idx, c,
                                min(16, workload.max_tokens), None, stop)
         t0 = time.perf_counter()
         if request_rate is None:
@@ -157,7 +183,8 @@ def run_sweep(endpoint: Endpoint, workload: Workload, spec: SweepSpec, result: B
                 if on_request:
                     on_request(sample)
 
-            level = _measure_level(endpoint, workload, spec, c, done, stop)
+            level = merge_repeats([_measure_level(endpoint, workload, spec, c, done, stop, r)
+                                   for r in range(spec.repeats) if not (r and stop and stop.is_set())])
             result.levels.append(level)
             if save_path:
                 result.save(save_path)
@@ -184,14 +211,19 @@ def run_sweep(endpoint: Endpoint, workload: Workload, spec: SweepSpec, result: B
 
 
 def _measure_level(endpoint: Endpoint, workload: Workload, spec: SweepSpec, c: int,
-                   on_done: Callable[[RequestSample], None], stop: threading.Event | None) -> LevelResult:
-    before = scrape_spec_counters(endpoint.base_url)
+                   on_done: Callable[[RequestSample], None], stop: threading.Event | None,
+                   repeat: int = 0) -> LevelResult:
+    text_before = scrape_metrics_text(endpoint.base_url)
     samples, wall = asyncio.run(run_level(endpoint, workload, c, spec.requests_at(c), spec.warmup_at(c),
-                                          spec.request_rate, spec.seed, on_done, stop))
-    after = scrape_spec_counters(endpoint.base_url)
+                                          spec.request_rate, spec.seed, on_done, stop, spec.block(c, repeat)))
+    text_after = scrape_metrics_text(endpoint.base_url)
+    before, after = SpecCounters.parse(text_before or ""), SpecCounters.parse(text_after or "")
     spec_stats = SpecCounters.delta(before, after).summary() if before and after else None
     return LevelResult(concurrency=c, metrics=compute_metrics(samples, wall), samples=samples,
-                       request_rate=spec.request_rate, speculative=spec_stats)
+                       request_rate=spec.request_rate, speculative=spec_stats,
+                       integrity=level_integrity(text_before, text_after, samples, workload.max_tokens,
+                                                 getattr(endpoint, "ignore_eos", False),
+                                                 len(workload.prompts[0].system) if len(workload) else 0))
 
 
 def run_sweep_in_thread(*args, **kwargs) -> BenchResult:

@@ -3,7 +3,7 @@
 The parser comes from the verb table (`verbs.table`, shared with `%optimize`); each verb is
 parse -> one core call (`verbs.FUNCTIONS`) -> print the result object. A named error exits
 with status 2 and its message, an interrupt with 130 (finished levels are already saved), an
-incomplete benchmark with 1.
+incomplete benchmark (or a tune where nothing met the SLO) with 1.
 """
 
 from __future__ import annotations
@@ -92,6 +92,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.verb == "undeploy" and args.target == "local":
             out = f"stopped {out.name}"
         print(out)
+        if args.verb == "tune" and out.winner is None:
+            return 1  # searched, but nothing met the SLO
         return 0
     except OptimizeError as e:
         print(f"error: {e}", file=sys.stderr)

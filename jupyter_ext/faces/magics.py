@@ -36,7 +36,13 @@ that the notebook shows as a table, and `-o VAR` also stores it in the variable 
     %optimize bench RECIPE [--baseline BASE] [--concurrency 1,2,4] [--prompts N]
                            [--max-tokens N] [--input-scale X] [--url URL] [--background]
                            [--workload copy|open] [--dataset FILE [--dataset-sample N] [--seed S]]
+                           [--slo ttft_p99=2s,tpot_p50=50ms] [--repeats N]
     %optimize compare RESULT BASELINE_RESULT
+    %optimize tune [MODEL] --slo tpot_p50=50ms [--instance local] [--recipes R ...] [--concurrency 1,2,4,8]
+                           [--target-rps 5] [--output tuned.yaml] [--grid]
+                                          cheapest blended $/1M meeting the SLO: ranked table,
+                                          the winner's recipe YAML, deployment sizing
+    %optimize report RESULT... [--output report.html]   one self-contained HTML page
     %optimize price RESULT [--instance ml.g5.2xlarge] [--discount 0.3]
     %optimize chart RESULT... [--kind dashboard|throughput|ttft|itl|price] [--output PNG]
     %optimize serve RECIPE                start a vLLM server and keep it (bench reuses it)
@@ -209,6 +215,7 @@ class OptimizeMagics(Magics):
         verbs["bench"].set_defaults(concurrency=list(self.default_concurrency), instance=self.default_instance,
                                     results_dir=self.results_dir)
         verbs["price"].set_defaults(instance=self.default_instance)
+        verbs["tune"].set_defaults(instance=self.default_instance, results_dir=self.results_dir)
 
     # -- what this notebook started ------------------------------------------------------
     @property

@@ -87,6 +87,12 @@ def _d(kind: type, name: str) -> Any:
     return field_default(kind, name)
 
 
+def _output(help: str, default: str | None = None) -> tuple[Opt, ...]:
+    """--output, also -o on the command line (in a notebook `-o VAR` stores the result)."""
+    return (Opt(("--output", "-o"), help, default=default, faces=frozenset({CLI})),
+            Opt(("--output",), help + "; `-o VAR` stores the result", default=default, faces=frozenset({MAGIC})))
+
+
 _AWS = (Opt(("--region",), "AWS region (default: the session's)"),
         Opt(("--endpoint-url",), "AWS endpoint URL (tests: a moto server)"))
 _TARGET = Opt(("--target",), "local vLLM or SageMaker", default="local", choices=("local", "sagemaker"))
@@ -125,6 +131,10 @@ BENCH_OPTIONS = (
         default=_d(Workload, "seed")),
     Opt(("--rate",), "Poisson request rate (req/s); concurrency caps in-flight", dest="request_rate", type=float),
     Opt(("--warmup",), "warm-up requests per level (default one per slot)", type=int),
+    Opt(("--slo",), "service-level objectives, e.g. ttft_p99=2s,tpot_p50=50ms: adds goodput (req/s meeting "
+        "every SLO) and pass/fail per level"),
+    Opt(("--repeats",), "run every level N times (fresh prompts each) and report 95%% intervals", type=int,
+        default=_d(Load, "repeats")),
     Opt(("--instance",), "instance whose rate prices the result", default=_d(Pricing, "instance")),
     Opt(("--discount",), "discount off the on-demand rate, 0..1", type=float, default=_d(Pricing, "discount")),
     Opt(("--results-dir",), "where results JSON and charts go (default ./results)"),
@@ -159,6 +169,27 @@ VERBS: tuple[Verb, ...] = (
         Opt(("--save",), "recipe new/show: also write the recipe YAML here"),
         Opt(("--target",), "check the stack for this target", default="local", choices=("local", "sagemaker")))),
     Verb("bench", "benchmark a recipe (and a baseline) at several concurrencies", BENCH_OPTIONS),
+    Verb("tune", "search recipes x concurrency for the cheapest blended $/1M that meets an SLO", (
+        Opt(("model",), "catalog model id (default: the default model)", nargs="?"),
+        Opt(("--slo",), "the SLO to meet, e.g. ttft_p99=2s,tpot_p50=50ms (metrics ttft, tpot, itl, e2e)"),
+        Opt(("--instance",), "instance whose rate prices (and roofline bounds) the search",
+            default=_d(Pricing, "instance")),
+        Opt(("--recipes",), "recipes to search (names or paths; default: baseline, ngram k=2/4, suffix, awq, "
+            "compile, fp32)", nargs="+"),
+        Opt(("--concurrency",), "levels to search, e.g. 1,2,4,8", type=parse_int_list, default=(1, 2, 4, 8)),
+        Opt(("--prompts",), "requests per level", dest="num_prompts", type=int),
+        Opt(("--max-tokens",), "new tokens per request", type=int, default=_d(Workload, "max_tokens")),
+        Opt(("--input-scale",), "scale the seed's prompts", type=float, default=_d(Workload, "input_scale")),
+        Opt(("--discount",), "discount off the on-demand rate, 0..1", type=float, default=_d(Pricing, "discount")),
+        *_output("where the winner's recipe YAML goes (default tuned.yaml)"),
+        Opt(("--target-rps",), "size a deployment for this load (req/s): instances, copies, autoscaling target",
+            type=float),
+        Opt(("--grid",), "measure every candidate (no pruning): the full grid search", flag=True),
+        Opt(("--results-dir",), "where the benchmark results JSON go"))),
+    Verb("report", "one self-contained HTML page of results (a run, or a comparison)", (
+        Opt(("results",), "result JSON paths (or @variables in a notebook); baseline first", nargs="+"),
+        *_output("HTML path", "report.html"),
+        Opt(("--title",), "page title"))),
     Verb("compare", "compare two saved results (recipe, baseline)", (
         Opt(("recipe_result",)), Opt(("baseline_result",)))),
     Verb("price", "blended $/1M tokens of a saved result, or of given figures", (
