@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from jupyter_ext.bench.metrics import Percentiles, RequestSample, compute_metrics, percentile
+from jupyter_ext.bench.metrics import Percentiles, RequestSample, compute_metrics
 
 
 def sample(i, chunks, out_tokens, in_tokens=100, ok=True, queue=0.0):
@@ -13,13 +13,18 @@ def sample(i, chunks, out_tokens, in_tokens=100, ok=True, queue=0.0):
                          input_tokens=in_tokens, output_tokens=out_tokens, usage_from_server=True)
 
 
-def test_percentile_interpolates_like_numpy_linear():
-    v = [1.0, 2.0, 3.0, 4.0]
+def test_percentiles_interpolate_linearly_between_neighbours():
+    """numpy's "linear" method (vLLM's reports use it): any other method ("nearest",
+    "lower", "median_unbiased"...) gives other numbers for these four values."""
+    p = Percentiles.of([4.0, 1.0, 3.0, 2.0, None])
     # position (n-1)*q = 3*0.5 = 1.5 -> 2 + 0.5*(3-2) = 2.5
-    assert percentile(v, 50) == 2.5
-    # 3*0.9 = 2.7 -> 3 + 0.7*(4-3) = 3.7
-    assert percentile(v, 90) == pytest.approx(3.7)
-    assert percentile([7.0], 99) == 7.0
+    assert p.p50 == 2.5
+    # 3*0.9 = 2.7 -> 3 + 0.7*(4-3) = 3.7;  3*0.99 = 2.97 -> 3.97
+    assert p.p90 == pytest.approx(3.7) and p.p99 == pytest.approx(3.97)
+    assert (p.mean, p.min, p.max, p.count) == (2.5, 1.0, 4.0, 4)
+    assert all(type(x) is float for x in (p.p50, p.p90, p.p99))  # JSON-safe, not np.float64
+    one = Percentiles.of([7.0])
+    assert one.p50 == one.p99 == 7.0
 
 
 def test_level_metrics_by_hand():
