@@ -14,6 +14,10 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 
+from prometheus_client.parser import text_string_to_metric_families
+
+# Sample names as exposed (a Counter "x" is exposed as "x_total"; its "x_created" sample
+# and the per-position counter are other names and are not summed).
 COUNTERS = {
     "vllm:spec_decode_num_drafts_total": "drafts",
     "vllm:spec_decode_num_draft_tokens_total": "draft_tokens",
@@ -29,15 +33,16 @@ class SpecCounters:
 
     @classmethod
     def parse(cls, text: str) -> "SpecCounters | None":
-        """Sum each counter over its labels; None when the server exports none of them."""
+        """Sum each counter over its labels; None when the server exports none of them.
+
+        Raises ValueError on text that is not the Prometheus exposition format."""
         found, c = False, cls()
-        for line in text.splitlines():
-            if line.startswith("#"):
-                continue
-            name = line.split("{", 1)[0].split(" ", 1)[0]
-            if name in COUNTERS:
-                found = True
-                setattr(c, COUNTERS[name], getattr(c, COUNTERS[name]) + float(line.rsplit(" ", 1)[1]))
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                field = COUNTERS.get(sample.name)
+                if field is not None:
+                    found = True
+                    setattr(c, field, getattr(c, field) + sample.value)
         return c if found else None
 
     @staticmethod
