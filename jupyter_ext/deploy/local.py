@@ -22,6 +22,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
+import psutil
+
 from .. import defaults
 from ..store.model_files import cache_root
 from ..bench.sse import iter_sse
@@ -92,10 +94,13 @@ class EndpointTable(list):
 def _is_our_server(pid: int, port: int) -> bool:
     """True when `pid` is alive and is still a vLLM server on `port` (pids get reused)."""
     try:
-        cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except OSError:
+        proc = psutil.Process(pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:  # exited, not yet reaped by its parent
+            return False
+        cmd = proc.cmdline()
+    except psutil.Error:  # gone, or not ours to read
         return False
-    return b"vllm.entrypoints.openai.api_server" in cmd and str(port).encode() in cmd
+    return "vllm.entrypoints.openai.api_server" in cmd and str(port) in cmd
 
 
 def _state_path(name: str) -> Path:
