@@ -15,6 +15,7 @@ import os
 import shutil
 from pathlib import Path
 
+from ..base.files import folder_lock
 from .model_files import cache_root, is_complete, COMPLETE_MARKER
 
 DUMMY_NOTE = ("dummy weights: random values in the real architecture; speed only, output quality was NOT "
@@ -41,6 +42,13 @@ def dummy_model_folder(model_id: str, dest_root: Path | None = None) -> Path:
     final = (dest_root or cache_root()) / "dummy" / spec.id
     if is_complete(final):
         return final
+    with folder_lock(final):
+        if not is_complete(final):  # else another process wrote it while we waited
+            _write_folder(spec, final)
+    return final
+
+
+def _write_folder(spec, final: Path) -> None:
     tmp = final.with_name(f".{final.name}.partial-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -57,4 +65,3 @@ def dummy_model_folder(model_id: str, dest_root: Path | None = None) -> Path:
         os.replace(tmp, final)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return final

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
+from ..base.files import folder_lock
 from ..base.schema import Strict
 from ..errors import DeployError, RecipeError, TechniqueUnavailableError
 from ..store.artifacts import artifact_dir, building, is_built, model_hash, options_key
@@ -168,8 +169,11 @@ def awq_checkpoint(recipe: Recipe, model_path: Path, cache_dir: Path, timeout_s:
     if is_built(final):
         return final
     meta = {"kind": "awq", "model": str(model_path), "model_hash": model_hash(model_path), "options": opts}
-    with building(final, meta) as tmp:
-        _run_awq_child(model_path, tmp, opts, timeout_s)
+    with folder_lock(final):
+        if is_built(final):  # another process built it while we waited
+            return final
+        with building(final, meta) as tmp:
+            _run_awq_child(model_path, tmp, opts, timeout_s)
     return final
 
 
