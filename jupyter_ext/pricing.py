@@ -173,19 +173,26 @@ def price_filters(instance_type: str, region: str) -> list[dict[str, str]]:
 def fetch_on_demand_rate(instance_type: str, region: str = "us-east-1", session: Any = None) -> float:
     """Today's on-demand USD/hour for SageMaker real-time inference, from the Price List API.
 
-    `session` is a boto3 Session (or anything with `.client(name, region_name=...)`).
+    `session` is a boto3 Session (or anything with `.client(name, region_name=..., config=...)`);
+    the client retries throttling like every other AWS client here (`base.aws_config`), and
+    boto3's paginator follows NextToken through every page of products.
     Raises PricingError without credentials, without permission (pricing:GetProducts), or
     when the API has no single hourly USD price for the filters.
     """
     try:
         import boto3
         from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+
+        from .base.aws_config import retry_config
     except ImportError:
         raise PricingError(f"boto3 is not installed (pip install boto3); {_fallback_text()}.") from None
-    client = (session or boto3.session.Session()).client("pricing", region_name=PRICING_API_REGION)
+    client = (session or boto3.session.Session()).client("pricing", region_name=PRICING_API_REGION,
+                                                        config=retry_config())
+    pages = client.get_paginator("get_products").paginate(
+        ServiceCode="AmazonSageMaker", Filters=price_filters(instance_type, region),
+        PaginationConfig={"PageSize": 100})
     try:
-        resp = client.get_products(ServiceCode="AmazonSageMaker",
-                                   Filters=price_filters(instance_type, region), MaxResults=100)
+        price_list = [item for page in pages for item in page.get("PriceList", [])]
     except NoCredentialsError:
         raise PricingError(f"no AWS credentials for the Price List API; {_fallback_text()}.") from None
     except ClientError as err:
@@ -196,7 +203,7 @@ def fetch_on_demand_rate(instance_type: str, region: str = "us-east-1", session:
         ) from None
     except BotoCoreError as err:
         raise PricingError(f"the Price List API could not be reached ({err}); {_fallback_text()}.") from None
-    return _hourly_usd(resp.get("PriceList", []), instance_type, region)
+    return _hourly_usd(price_list, instance_type, region)
 
 
 def _hourly_usd(price_list: list[Any], instance_type: str, region: str) -> float:

@@ -322,6 +322,27 @@ def test_undeploy_of_an_inference_component_endpoint(boto_stub):
     assert res.deleted[0] == "InferenceComponent ic1" and res.deleted[-1] == "Model m-ic"
 
 
+def test_inference_components_are_listed_over_every_page(boto_stub):
+    """boto3's paginator follows NextToken; a refused listing names the IAM action."""
+    client, stub = boto_stub("sagemaker")
+
+    def component(name):
+        return {"InferenceComponentName": name, "InferenceComponentArn": ARN + f"inference-component/{name}",
+                "EndpointName": "ep", "EndpointArn": ARN + "endpoint/ep", "VariantName": "AllTraffic",
+                "CreationTime": "2026-01-01T00:00:00Z", "LastModifiedTime": "2026-01-01T00:00:00Z"}
+
+    stub.add_response("list_inference_components", {"InferenceComponents": [component("ic1")], "NextToken": "t2"},
+                      {"EndpointNameEquals": "ep"})
+    stub.add_response("list_inference_components", {"InferenceComponents": [component("ic2"), component("ic3")]},
+                      {"EndpointNameEquals": "ep", "NextToken": "t2"})
+    stub.add_client_error("list_inference_components", "AccessDeniedException", "not allowed")
+    clients = AwsClients.from_clients({"sagemaker": client})
+    assert sm._list_components(clients, "ep") == ["ic1", "ic2", "ic3"]
+    with pytest.raises(AwsPermissionError, match="sagemaker:ListInferenceComponents"):
+        sm._list_components(clients, "ep")
+    stub.assert_no_pending_responses()
+
+
 # -- the wire: retries and event streams ------------------------------------------------
 def test_throttling_is_retried_by_botocore(scripted_http):
     throttle = json.dumps({"__type": "ThrottlingException", "message": "Rate exceeded"}).encode()
