@@ -112,3 +112,34 @@ def test_a_second_thread_waits_for_the_folder_lock(tmp_path, caplog):
     t1.join(30)
     t2.join(30)
     assert order == ["first in", "first out", "second in"]
+
+
+def test_the_gguf_conversion_asks_transformers_for_fp32_by_its_current_name(monkeypatch, tmp_path):
+    """transformers 5 calls it `dtype` (`torch_dtype` is deprecated and warns on every
+    conversion). The loaders are stood in for; the real conversion takes half a minute."""
+    import torch
+    import transformers
+
+    from jupyter_ext.store import gguf_convert
+
+    seen = {}
+
+    class Model:
+        config = type("Cfg", (), {})()
+
+        def save_pretrained(self, out, **kw):
+            seen["saved"] = out
+
+    class Tok:
+        def save_pretrained(self, out):
+            pass
+
+    def load_model(path, **kw):
+        seen.update(kw)
+        return Model()
+
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", load_model)
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", lambda *a, **kw: Tok())
+    gguf_convert.convert(tmp_path / "m.gguf", tmp_path / "out")
+    assert seen["dtype"] is torch.float32 and "torch_dtype" not in seen
+    assert seen["gguf_file"] == "m.gguf" and seen["saved"] == str(tmp_path / "out")

@@ -239,7 +239,8 @@ import json, torch
 out = {"platform": "cpu"}
 from vllm.platforms import current_platform
 current_platform.import_kernels()
-out["avx512"] = bool(torch.cpu._is_avx512_supported())
+out["cpu_capability"] = torch.backends.cpu.get_cpu_capability()  # the ISA level torch dispatches to
+out["avx512"] = out["cpu_capability"] == "AVX512"
 out["has_cpu_gemm_wna16"] = hasattr(torch.ops._C, "cpu_gemm_wna16")
 print(json.dumps(out))
 """
