@@ -17,7 +17,7 @@ pytest.register_assert_rewrite("aws_fixtures")
 # The fixtures load once as a plugin, so both test modules share one moto server.
 pytest_plugins = ["aws_fixtures"]
 pytestmark = pytest.mark.usefixtures("fake_aws_env")
-from aws_fixtures import FAKE_KEY_ID, FAKE_SECRET, REGION, ROLE_ARN, queue_moto_invoke_results  # noqa: E402
+from aws_fixtures import FAKE_KEY_ID, FAKE_SECRET, REGION, ROLE_ARN, queue_moto_invoke_results, running_moto  # noqa: E402
 from eventstream_frames import exception_frame, frame, payload_part, stream_reply  # noqa: E402
 
 from jupyter_ext.deploy import sagemaker as sm  # noqa: E402
@@ -341,6 +341,23 @@ def test_inference_components_are_listed_over_every_page(boto_stub):
     with pytest.raises(AwsPermissionError, match="sagemaker:ListInferenceComponents"):
         sm._list_components(clients, "ep")
     stub.assert_no_pending_responses()
+
+
+def test_the_moto_server_listens_on_loopback_only_and_is_stopped():
+    import urllib.error
+    import urllib.request
+
+    import psutil
+
+    with running_moto() as url:
+        port = int(url.rsplit(":", 1)[1])
+        with urllib.request.urlopen(f"{url}/moto-api/", timeout=10) as r:
+            assert r.status == 200
+        listening = {c.laddr.ip for c in psutil.Process().net_connections(kind="tcp")
+                     if c.status == psutil.CONN_LISTEN and c.laddr.port == port}
+        assert listening == {"127.0.0.1"}
+    with pytest.raises(urllib.error.URLError):
+        urllib.request.urlopen(f"{url}/moto-api/", timeout=5)
 
 
 # -- the wire: retries and event streams ------------------------------------------------
