@@ -15,6 +15,7 @@ snapshot (dated) or, on request, from the AWS Price List API.
 from __future__ import annotations
 
 import json
+import logging
 import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Iterator
@@ -24,6 +25,7 @@ from .catalog.specs import InstanceSpec, html_table, pricing_snapshot, text_tabl
 from .errors import PricingError
 
 PRICING_API_REGION = "us-east-1"  # the Price List API's endpoint; prices of any region
+log = logging.getLogger(__name__)
 
 
 def _positive(name: str, value: Any) -> float:
@@ -149,6 +151,7 @@ def instance_rate(instance: str | InstanceSpec | float, use_api: bool = False) -
     try:
         usd = fetch_on_demand_rate(spec.name)
     except PricingError as err:
+        log.info("Price List API failed for %s; using the catalog snapshot: %s", spec.name, err)
         return InstanceRate(spec.name, spec.usd_per_hour,
                             f"catalog snapshot, because the Price List API failed: {err}", spec.date)
     return InstanceRate(spec.name, usd, "AWS Price List API (AmazonSageMaker, us-east-1, Hosting)")

@@ -361,14 +361,16 @@ def test_the_moto_server_listens_on_loopback_only_and_is_stopped():
 
 
 # -- the wire: retries and event streams ------------------------------------------------
-def test_throttling_is_retried_by_botocore(scripted_http):
+def test_throttling_is_retried_by_botocore(scripted_http, caplog):
     throttle = json.dumps({"__type": "ThrottlingException", "message": "Rate exceeded"}).encode()
     ok = json.dumps({"ModelArn": "arn:aws:sagemaker:us-east-1:123456789012:model/m"}).encode()
     scripted_http.script = [(400, {"Content-Type": "application/x-amz-json-1.1"}, throttle),
                        (200, {"Content-Type": "application/x-amz-json-1.1"}, ok)]
     clients = AwsClients(region=REGION, endpoint_url=scripted_http.url)
+    caplog.set_level("INFO", logger="jupyter_ext.deploy.aws")
     out = clients.send(plan().requests[0])
     assert out["ModelArn"].endswith("model/m")
+    assert "sagemaker.CreateModel succeeded after 1 retries" in caplog.text  # a retry is not silent
     assert len(scripted_http.requests) == 2
     assert all(b"CreateModel" in r["headers"].get("X-Amz-Target", "").encode() for r in scripted_http.requests)
     assert clients.get("sagemaker").meta.config.retries == {"mode": "adaptive", "total_max_attempts": 8}

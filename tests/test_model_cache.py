@@ -77,6 +77,9 @@ def test_two_processes_converting_one_model_convert_it_once(tmp_path):
     assert r1 == r2  # the same folder, still holding what the first process converted
     assert r1["config"]["converted_by"] == first.pid
     assert (tmp_path / "conversions").read_text().split() == [str(first.pid)]
+    # each says what it did, through logging (the child's handler prints it to stderr)
+    assert "model cache miss: converting model.gguf" in err1
+    assert "was converted by another process meanwhile" in "".join(err)
     assert [p.name for p in (tmp_path / "cache" / "models").iterdir() if ".partial-" in p.name] == []
 
 

@@ -14,6 +14,7 @@ keeps every finished level.
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import threading
 import time
@@ -26,6 +27,8 @@ from .metrics import RequestSample, compute_metrics
 from .result import BenchResult, LevelResult
 from .spec_metrics import SpecCounters, scrape_spec_counters
 from .workload import Workload
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -158,7 +161,12 @@ def run_sweep(endpoint: Endpoint, workload: Workload, spec: SweepSpec, result: B
                 result.save(save_path)
             if on_level:
                 on_level(level)
+            m = level.metrics
+            log.info("level concurrency %d: %d ok, %d failed, %.1f output tok/s%s", c, m.completed, m.failed,
+                     m.output_throughput, "" if m.usage_from_server or not m.completed
+                     else " (token counts from chunks: the server sent no usage)")
             if server_alive is not None and not server_alive():
+                log.warning("the server died during the level at concurrency %d; stopping the sweep", c)
                 result.status = "failed"
                 result.notes.append(f"the server died during the level at concurrency {c}; later levels were not run")
                 break

@@ -10,6 +10,7 @@ variable JUPYTER_OPTIMIZE_AWS_ENDPOINT_URL) or hand in stubbed clients.
 from __future__ import annotations
 
 import copy
+import logging
 import os
 import re
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from ..base.aws_config import DEFAULT_MAX_ATTEMPTS, DEFAULT_POOL, DEFAULT_RETRY_
 from ..errors import AwsPermissionError, DeployError
 
 ENDPOINT_URL_ENV = "JUPYTER_OPTIMIZE_AWS_ENDPOINT_URL"
+log = logging.getLogger(__name__)
 
 # Error codes AWS services use for "you may not do this" (SageMaker and Application Auto
 # Scaling say AccessDeniedException, CloudWatch AccessDenied, EC2-style APIs
@@ -153,12 +155,19 @@ class AwsClients:
         """Make one request by its API name (CreateEndpoint); map permission errors."""
         client = self.get(service)
         try:
-            return getattr(client, xform_name(operation))(**params)
+            response = getattr(client, xform_name(operation))(**params)
         except (ClientError, NoCredentialsError) as err:
+            log.debug("%s.%s failed: %s", service, operation, err)
             mapped = translate_error(err, client, operation)
             if mapped is err:
                 raise
             raise mapped from err
+        retried = response.get("ResponseMetadata", {}).get("RetryAttempts", 0)
+        if retried:
+            log.info("%s.%s succeeded after %d retries (throttled or a 5xx)", service, operation, retried)
+        else:
+            log.debug("%s.%s", service, operation)
+        return response
 
     def pages(self, service: str, operation: str, **params: Any) -> Iterator[dict[str, Any]]:
         """Every page of a listing by its API name (ListInferenceComponents), through boto3's

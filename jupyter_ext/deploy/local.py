@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import html
 import json
+import logging
 import os
 import signal
 import time
@@ -32,6 +33,9 @@ from ..engine.server import LocalServer, http_ok, log_tail, server_for_recipe
 from ..errors import DeployError, EndpointNotFoundError
 from ..base.files import atomic_write_text
 from ..recipes import Recipe, load_recipe
+
+
+log = logging.getLogger(__name__)
 
 
 def state_dir() -> Path:
@@ -124,6 +128,7 @@ def deploy(recipe: Recipe | str, name: str | None = None, host: str = "127.0.0.1
     ep = LocalEndpoint(name=name, pid=srv.pid, host=host, port=srv.port, recipe=recipe.to_dict(),
                        log=str(srv.log_path), started=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
     atomic_write_text(_state_path(name), json.dumps(ep.to_dict(), indent=1))
+    log.info("local endpoint %s deployed: pid %d at %s", name, ep.pid, ep.base_url)
     return ep
 
 
@@ -183,8 +188,11 @@ def undeploy(name: str, grace_s: float = 20.0) -> LocalEndpoint:
         while _is_our_server(ep.pid, ep.port) and time.monotonic() < deadline:
             time.sleep(0.2)
         if _is_our_server(ep.pid, ep.port):
+            log.warning("local endpoint %s (pid %d) still running %.0f s after SIGTERM; sending SIGKILL",
+                        name, ep.pid, grace_s)
             os.killpg(ep.pid, signal.SIGKILL)
     _state_path(name).unlink(missing_ok=True)
+    log.info("local endpoint %s undeployed (it was %s)", name, ep.status)
     ep.status = "stopped"
     return ep
 

@@ -11,6 +11,7 @@ path is the same as with real weights. Quality is meaningless here and results s
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 from pathlib import Path
@@ -20,6 +21,7 @@ from .model_files import cache_root, is_complete, COMPLETE_MARKER
 
 DUMMY_NOTE = ("dummy weights: random values in the real architecture; speed only, output quality was NOT "
               "measured and the text is meaningless")
+log = logging.getLogger(__name__)
 CHAT_TEMPLATE = "{% for m in messages %}{{ m['content'] }} {% endfor %}"
 
 
@@ -44,6 +46,7 @@ def dummy_model_folder(model_id: str, dest_root: Path | None = None) -> Path:
         return final
     with folder_lock(final):
         if not is_complete(final):  # else another process wrote it while we waited
+            log.info("writing the config-only folder of %s for dummy weights: %s", spec.id, final)
             _write_folder(spec, final)
     return final
 

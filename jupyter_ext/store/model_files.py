@@ -15,16 +15,19 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
+import logging
 import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from ..base.files import folder_lock
 from ..errors import EngineNotInstalledError, ModelFilesError
 
 COMPLETE_MARKER = ".jupyter-optimize-complete.json"
+log = logging.getLogger(__name__)
 
 
 def cache_root() -> Path:
@@ -74,10 +77,16 @@ def gguf_to_hf_folder(gguf: Path, name: str, dest_root: Path | None = None) -> P
     root = (dest_root or cache_root()) / "models"
     final = root / f"{name}-{digest[:12]}"
     if is_complete(final):
+        log.debug("model cache hit: %s", final)
         return final
     with folder_lock(final):
-        if not is_complete(final):  # else another process converted it while we waited
+        if is_complete(final):  # another process converted it while we waited
+            log.info("model %s was converted by another process meanwhile: %s", name, final)
+        else:
+            log.info("model cache miss: converting %s into %s", gguf.name, final)
+            t = time.monotonic()
             _convert_into(gguf, final, digest)
+            log.info("converted %s in %.1f s", gguf.name, time.monotonic() - t)
     return final
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import platform
 import re
 import subprocess
@@ -36,6 +37,7 @@ from .registry import Artifacts, EngineArgs, LmiTarget, Technique, register
 if TYPE_CHECKING:
     from ..recipes import Recipe
 
+logger = logging.getLogger(__name__)
 GROUP_SIZE_PREFERENCE = (128, 64, 32)
 CALIBRATION_SEQ_TOKENS = 256
 HELDOUT_BUCKET = 0  # documentation modules whose topic hash falls here are never calibrated on
@@ -167,11 +169,13 @@ def awq_checkpoint(recipe: Recipe, model_path: Path, cache_dir: Path, timeout_s:
     key_opts = {k: v for k, v in opts.items() if k != "calibration_path"}
     final = artifact_dir(cache_dir, "awq", model_path, f"awq-{options_key(key_opts)}")
     if is_built(final):
+        logger.debug("AWQ checkpoint cache hit: %s", final)
         return final
     meta = {"kind": "awq", "model": str(model_path), "model_hash": model_hash(model_path), "options": opts}
     with folder_lock(final):
         if is_built(final):  # another process built it while we waited
             return final
+        logger.info("AWQ checkpoint cache miss: quantizing %s into %s", model_path.name, final)
         with building(final, meta) as tmp:
             _run_awq_child(model_path, tmp, opts, timeout_s)
     return final
@@ -259,6 +263,7 @@ def probe_int4_kernel(cache_dir: Path) -> dict:
     path = cache_dir / "host" / f"int4-kernel-{_host_key()}.json"
     if path.is_file():
         return json.loads(path.read_text())
+    logger.info("probing vLLM's CPU int4 kernel (once per host and vLLM version)")
     proc = subprocess.run([sys.executable, "-c", _PROBE], capture_output=True, text=True, timeout=300)
     lines = proc.stdout.strip().splitlines()
     if proc.returncode != 0 or not lines:

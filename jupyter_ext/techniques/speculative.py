@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import re
 import shutil
 from pathlib import Path
@@ -35,6 +36,7 @@ from .registry import Artifacts, LmiTarget, SpeculativeMethod, register
 if TYPE_CHECKING:
     from ..recipes import Recipe
 
+log = logging.getLogger(__name__)
 SELF_DRAFT_RE = re.compile(r"^self:(\d+)$")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja",
                    "generation_config.json")
@@ -125,6 +127,7 @@ def build_self_draft(target: Path, layers: int, cache_dir: Path) -> Path:
 
     final = artifact_dir(cache_dir, "drafts", target, f"self{layers}")
     if is_built(final):
+        log.debug("self-draft cache hit: %s", final)
         return final
     config = json.loads((target / "config.json").read_text())
     total = int(config["num_hidden_layers"])
@@ -135,6 +138,7 @@ def build_self_draft(target: Path, layers: int, cache_dir: Path) -> Path:
     with folder_lock(final):
         if is_built(final):  # another process built it while we waited
             return final
+        log.info("self-draft cache miss: building %s (first %d layers of %s)", final, layers, target.name)
         with building(final, meta) as tmp:
             kept: dict = {}
             for shard in sorted(target.glob("*.safetensors")):
