@@ -78,6 +78,35 @@ def test_plan_has_the_requests_in_order_with_the_recipe_in_the_environment():
     assert p.to_dict()["requests"][2]["operation"] == "CreateEndpoint"
 
 
+def test_the_lmi_image_host_follows_the_region_partition():
+    """ECR hosts come from botocore's endpoint data, as the SDK builds them: the China, ISO and
+    European sovereign partitions have domains of their own."""
+    from jupyter_ext.deploy.sagemaker_env import LMI_ACCOUNTS, LMI_TAG, LMI_VERSION, lmi_image_uri
+
+    assert LMI_TAG.startswith(LMI_VERSION + "-")
+    assert lmi_image_uri("cn-north-1") == f"727897471807.dkr.ecr.cn-north-1.amazonaws.com.cn/djl-inference:{LMI_TAG}"
+    assert lmi_image_uri("us-iso-east-1").startswith("886529160074.dkr.ecr.us-iso-east-1.c2s.ic.gov/")
+    assert lmi_image_uri("eusc-de-east-1").startswith("204133271717.dkr.ecr.eusc-de-east-1.amazonaws.eu/")
+    assert all(".dkr.ecr." + r + "." in lmi_image_uri(r) for r in LMI_ACCOUNTS)
+    with pytest.raises(DeployError, match="no LMI image is known for region 'xx-nowhere-1'"):
+        lmi_image_uri("xx-nowhere-1")
+
+
+def test_the_lmi_table_is_the_sagemaker_sdk_s():
+    """The table is the SDK's djl-lmi table, copied (the SDK would downgrade protobuf here):
+    where the SDK is installed, every region and image must be what image_uris says."""
+    try:
+        from sagemaker.core import image_uris  # SDK v3
+    except ImportError:
+        image_uris = pytest.importorskip("sagemaker.image_uris", reason="the SageMaker SDK is not installed")
+    from jupyter_ext.deploy.sagemaker_env import LMI_ACCOUNTS, LMI_VERSION, lmi_image_uri
+
+    sdk_regions = image_uris.config_for_framework("djl-lmi")["versions"][LMI_VERSION]["registries"]
+    assert sorted(LMI_ACCOUNTS) == sorted(sdk_regions)
+    for region in LMI_ACCOUNTS:
+        assert lmi_image_uri(region) == image_uris.retrieve("djl-lmi", region, version=LMI_VERSION), region
+
+
 def test_plan_draft_model_from_s3_is_an_additional_model_data_source():
     r = recipe(speculative={"method": "draft_model", "model": "self:4", "num_tokens": 3},
                compile=None, quantize={"method": "fp8", "bits": 8})
