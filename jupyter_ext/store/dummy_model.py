@@ -15,6 +15,7 @@ import logging
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 from ..base.files import folder_lock
 from .model_files import cache_root, is_complete, COMPLETE_MARKER
@@ -51,7 +52,8 @@ def dummy_model_folder(model_id: str, dest_root: Path | None = None) -> Path:
     return final
 
 
-def _write_folder(spec, final: Path) -> None:
+def _write_folder(spec: Any, final: Path) -> None:
+    """Write the folder under a temporary name and rename it (with `folder_lock(final)` held)."""
     tmp = final.with_name(f".{final.name}.partial-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
