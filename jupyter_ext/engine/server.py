@@ -95,8 +95,8 @@ class LocalServer:
         finally:
             log.close()
         self.started_at = time.monotonic()
-        logger.info("started vLLM server pid %d on %s (log %s)", self.process.pid, self.base_url, self.log_path)
         registry.register(self)
+        logger.info("started vLLM server pid %d on %s (log %s)", self.process.pid, self.base_url, self.log_path)
         try:
             self._wait_healthy(on_wait)
         except BaseException:
