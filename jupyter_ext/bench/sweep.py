@@ -14,6 +14,7 @@ keeps every finished level.
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import threading
 import time
@@ -25,8 +26,10 @@ from .client import Endpoint, new_session, stream_request
 from .metrics import RequestSample, compute_metrics
 from .result import BenchResult, LevelResult
 from .integrity import level_integrity, merge_repeats
-from .spec_metrics import SpecCounters, scrape_metrics_text
+from .spec_metrics import SpecCounters, scrape_metrics_text, spec_counters_in
 from .workload import Workload
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -190,7 +193,12 @@ def run_sweep(endpoint: Endpoint, workload: Workload, spec: SweepSpec, result: B
                 result.save(save_path)
             if on_level:
                 on_level(level)
+            m = level.metrics
+            log.info("level concurrency %d: %d ok, %d failed, %.1f output tok/s%s", c, m.completed, m.failed,
+                     m.output_throughput, "" if m.usage_from_server or not m.completed
+                     else " (token counts from chunks: the server sent no usage)")
             if server_alive is not None and not server_alive():
+                log.warning("the server died during the level at concurrency %d; stopping the sweep", c)
                 result.status = "failed"
                 result.notes.append(f"the server died during the level at concurrency {c}; later levels were not run")
                 break
@@ -217,7 +225,7 @@ def _measure_level(endpoint: Endpoint, workload: Workload, spec: SweepSpec, c: i
     samples, wall = asyncio.run(run_level(endpoint, workload, c, spec.requests_at(c), spec.warmup_at(c),
                                           spec.request_rate, spec.seed, on_done, stop, spec.block(c, repeat)))
     text_after = scrape_metrics_text(endpoint.base_url)
-    before, after = SpecCounters.parse(text_before or ""), SpecCounters.parse(text_after or "")
+    before, after = spec_counters_in(text_before), spec_counters_in(text_after)
     spec_stats = SpecCounters.delta(before, after).summary() if before and after else None
     return LevelResult(concurrency=c, metrics=compute_metrics(samples, wall), samples=samples,
                        request_rate=spec.request_rate, speculative=spec_stats,
