@@ -75,7 +75,7 @@ def runs(group: str) -> list[tuple[dict, Path]]:
             fp8kv = {"kv_cache_dtype": "fp8"}
             def awq_run(name: str, env: dict) -> tuple[dict, Path]:
                 return ({"name": name, "model": LLAMA, "compile": comp,
-                         "engine": {**eng, **fp8kv, "dtype": "float16", "env": {**marlin_env, **env}}}, awq[1])
+                         "engine": {**eng, **fp8kv, "dtype": "bfloat16", "env": {**marlin_env, **env}}}, awq[1])
             return [
                 bf16,
                 awq_run("llama8b-awq-marlin-fp8kv", {}),

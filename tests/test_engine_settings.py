@@ -57,6 +57,16 @@ def test_fp8_kv_on_a_cpu_without_avx512_or_amx_is_refused_before_start(monkeypat
     build_server_command(recipe({"kv_cache_dtype": "fp8"}), "/m", "127.0.0.1", 8000, platform="cpu")
 
 
+def test_fp8_kv_on_cuda_needs_bf16_activations():
+    """vLLM 0.24's FlashAttention-3 refused AWQ (fp16) + fp8 KV on the H200: refused before start."""
+    for engine, extra in (({"dtype": "float16"}, {}), ({}, {"quantize": {"method": "awq"}})):
+        with pytest.raises(TechniqueUnavailableError, match="dtype: bfloat16"):
+            build_server_command(recipe({**engine, "kv_cache_dtype": "fp8"}, model=LLAMA8, **extra), "/m",
+                                 "127.0.0.1", 8000, platform="cuda")
+    r = recipe({"dtype": "bfloat16", "kv_cache_dtype": "fp8"}, model=LLAMA8, quantize={"method": "awq"})
+    assert "--kv-cache-dtype" in build_server_command(r, "/m", "127.0.0.1", 8000, platform="cuda").argv
+
+
 def test_fp8_kv_on_cpu_needs_a_head_size_divisible_by_32(monkeypatch):
     import jupyter_ext.catalog as catalog
 

