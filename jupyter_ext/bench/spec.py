@@ -71,39 +71,82 @@ class Target:
 
 @dataclass(frozen=True)
 class Load:
-    """How hard to push: concurrency levels (a sweep), requests per level, an optional
-    Poisson request rate (concurrency then caps what is in flight), and warm-up requests."""
+    """How hard to push, and which requests count.
+
+    Closed loop: `concurrency` levels, each a sweep level. Open loop: `request_rate` req/s
+    with `arrival` "poisson" (exponential gaps) or "constant" (evenly spaced); one rate with
+    several concurrencies sweeps the cap on in-flight requests, several rates are the levels
+    (the highest concurrency then caps what is in flight). `sweep_rates=N` first measures the
+    saturation throughput (closed loop at the highest concurrency), then N rates evenly up to
+    it. `warmup` requests before each level and the last `cooldown` completions of it are
+    left out of its metrics (and counted in the result). A level where more than
+    `max_failed_share` of its requests failed is marked failed."""
 
     concurrency: tuple[int, ...] = tuple(defaults.DEFAULT_CONCURRENCY)
     num_prompts: int | None = None    # per level; None = 2 x concurrency, at least 4
-    request_rate: float | None = None
+    request_rate: "float | tuple[float, ...] | None" = None
     warmup: int | None = None         # per level; None = one per slot
+    arrival: str = "poisson"
+    sweep_rates: int | None = None
+    cooldown: int = 0
+    max_failed_share: float = 0.5
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "concurrency", tuple(self.concurrency))
+        rate = self.request_rate
+        if isinstance(rate, (list, tuple)):
+            rate = tuple(float(r) for r in rate)
+            object.__setattr__(self, "request_rate", rate[0] if len(rate) == 1 else rate)
         self.sweep()  # raises BenchError naming the bad value
+
+    @property
+    def rates(self) -> list[float]:
+        r = self.request_rate
+        return [] if r is None else list(r) if isinstance(r, tuple) else [float(r)]
 
     def sweep(self, seed: int = 0) -> Any:
         from .sweep import SweepSpec
 
         return SweepSpec(concurrency=list(self.concurrency), num_prompts=self.num_prompts, warmup=self.warmup,
-                         request_rate=self.request_rate, seed=seed)
+                         request_rate=self.request_rate if not isinstance(self.request_rate, tuple) else None,
+                         rates=self.rates if isinstance(self.request_rate, tuple) else [],
+                         arrival=self.arrival, sweep_rates=self.sweep_rates, cooldown=self.cooldown,
+                         max_failed_share=self.max_failed_share, seed=seed)
 
 
 @dataclass(frozen=True)
 class Workload:
     """The prompts: the seed's 500-1000-token question-answering shape, scaled by
-    `input_scale`, with `max_tokens` new tokens each, drawn with `seed`."""
+    `input_scale`, with `max_tokens` new tokens each, drawn with `seed`. `workload_shape`
+    "multi-turn" makes each simulated user hold a conversation of `turns` requests (each
+    prompt carries the earlier turns and the assistant's actual replies); `shared_prefix`
+    tokens of one system prefix start every prompt (what prefix caching reuses)."""
 
     max_tokens: int = defaults.DEFAULT_MAX_TOKENS
     input_scale: float = 1.0
     seed: int = 0
+    workload_shape: str = "single"
+    turns: int = 3
+    shared_prefix: int = 0
 
     def __post_init__(self) -> None:
         if self.max_tokens < 1:
             raise BenchError(f"max tokens must be >= 1 (got {self.max_tokens})")
         if self.input_scale <= 0:
             raise BenchError(f"input scale must be > 0 (got {self.input_scale})")
+        if self.workload_shape not in WORKLOAD_SHAPES:
+            raise BenchError(f"workload shape must be one of {', '.join(WORKLOAD_SHAPES)} (got {self.workload_shape!r})")
+        if self.turns < 1:
+            raise BenchError(f"turns per conversation must be >= 1 (got {self.turns})")
+        if self.shared_prefix < 0:
+            raise BenchError(f"shared prefix must be >= 0 tokens (got {self.shared_prefix})")
+
+    @property
+    def turns_per_user(self) -> int:
+        return self.turns if self.workload_shape == "multi-turn" else 1
+
+
+WORKLOAD_SHAPES = ("single", "multi-turn")
 
 
 @dataclass(frozen=True)
@@ -143,6 +186,9 @@ class BenchSpec:
             from ..recipes import load_recipe
 
             object.__setattr__(self, "baseline", load_recipe(self.baseline))
+        if self.workload.turns_per_user > 1 and (self.load.rates or self.load.sweep_rates):
+            raise BenchError("multi-turn conversations run closed loop (each user sends its next turn when "
+                             "the reply arrives): use --concurrency, not --rate or --sweep")
 
     @classmethod
     def of(cls, recipe: "Recipe | str | None" = None, **options: Any) -> "BenchSpec":
@@ -174,7 +220,7 @@ class BenchSpec:
 
     @property
     def levels_total(self) -> int:
-        return len(self.load.concurrency) * len(self.runs())
+        return self.load.sweep().levels_count() * len(self.runs())
 
 
 _FIELDS = {kind: {f.name for f in dataclasses.fields(kind)} - {"recipe"}
