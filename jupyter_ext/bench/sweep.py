@@ -165,6 +165,11 @@ def run_sweep(endpoint: Endpoint, workload: Workload, spec: SweepSpec, result: B
                 result.save(save_path)
             if on_level:
                 on_level(level)
+            if guard.stopped:
+                result.status = "interrupted"
+                result.notes.append(f"stopped during or after the level at {level.label}; finished levels "
+                                    f"and the requests that ended are kept")
+                break
             if ends_sweep(level.failure) or (server_alive is not None and not server_alive()):
                 result.status = "failed"
                 result.notes.append(f"the server stopped answering during the level at {level.label}; "
