@@ -171,3 +171,18 @@ def test_stopping_a_rate_level_counts_every_request_sent(schedule_server_factory
         received = json.load(resp)["received"]
     assert r.status == "interrupted" and 5 <= len(r.levels[0].samples) < 200
     assert len(r.levels[0].samples) == received == len(seen)  # in flight when stopped: waited for, counted
+
+
+def test_rate_levels_compare_rate_by_rate(schedule_server_factory, tmp_path):
+    from jupyter_ext.bench import Comparison
+
+    fast = schedule_server_factory(ttft_ms=2, itl_ms=1)
+    slow = schedule_server_factory(ttft_ms=2, itl_ms=4)
+    kw = dict(results_dir=tmp_path, concurrency=[2], num_prompts=4, request_rate=[20.0, 40.0], warmup=0,
+              progress=False, max_tokens=8, input_scale=0.1)
+    c = Comparison.of(run_benchmark(url=fast.base_url, name="fast", **kw),
+                      run_benchmark(url=slow.base_url, name="slow", **kw))
+    assert [(r["concurrency"], r["rate req/s"]) for r in c.rows] == [(2, 20.0), (2, 40.0)]
+    assert c.ratio("TPOT p50 ms", 2, rate=40.0) < 1  # the faster server's TPOT is the smaller
+    with pytest.raises(KeyError, match="at 80.0 req/s"):
+        c.ratio("TPOT p50 ms", 2, rate=80.0)
