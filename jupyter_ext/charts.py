@@ -23,11 +23,24 @@ def _as_list(results) -> list[BenchResult]:
     return [results] if isinstance(results, BenchResult) else list(results)
 
 
+def _xs(rows: list[dict]) -> list[float]:
+    """Where each level sits: its request rate for a rate level (several share one
+    concurrency cap), else its concurrency."""
+    return [x["rate req/s"] if x.get("rate req/s") is not None else x["concurrency"] for x in rows]
+
+
+def _xlabel(results: Sequence[BenchResult]) -> str:
+    rated = [lv.request_rate is not None for r in results for lv in r.levels]
+    if rated and all(rated):
+        return "request rate (req/s)"
+    return "concurrency (rate levels: req/s)" if any(rated) else "concurrency"
+
+
 def _plot(ax, results: Sequence[BenchResult], column: str, ylabel: str, title: str):
     for r in results:
         rows = r.rows()
-        ax.plot([x["concurrency"] for x in rows], [x[column] for x in rows], marker="o", label=r.name)
-    ax.set_xlabel("concurrency")
+        ax.plot(_xs(rows), [x[column] for x in rows], marker="o", label=r.name)
+    ax.set_xlabel(_xlabel(results))
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.set_xscale("log", base=2)
@@ -46,11 +59,11 @@ def latency(results, ax=None, metric: str = "TTFT"):
     ax = _axes(ax)
     for r in _as_list(results):
         rows = r.rows()
-        xs = [x["concurrency"] for x in rows]
+        xs = _xs(rows)
         line, = ax.plot(xs, [x[f"{metric} p50 ms"] for x in rows], marker="o", label=f"{r.name} p50")
         ax.plot(xs, [x[f"{metric} p99 ms"] for x in rows], marker="x", linestyle="--",
                 color=line.get_color(), label=f"{r.name} p99")
-    ax.set_xlabel("concurrency")
+    ax.set_xlabel(_xlabel(_as_list(results)))
     ax.set_ylabel(f"{metric} (ms)")
     ax.set_title(f"{metric} percentiles")
     ax.set_xscale("log", base=2)

@@ -42,6 +42,13 @@ def test_several_rates_are_the_levels_capped_by_the_top_concurrency(capsys, tmp_
         (20.0, "constant", "rate", 3), (40.0, "constant", "rate", 3)]
     assert saved["load"]["arrival"] == "constant" and saved["load"]["cap"] == 3
     assert all(lv["metrics"]["completed"] == 6 for lv in saved["levels"])
+    from matplotlib.figure import Figure
+
+    from jupyter_ext import charts
+    from jupyter_ext.bench import BenchResult
+
+    ax = charts.throughput(BenchResult.load(path), ax=Figure().subplots())
+    assert list(ax.lines[-1].get_xdata()) == [20.0, 40.0] and ax.get_xlabel() == "request rate (req/s)"
 
 
 def test_one_rate_with_several_concurrencies_sweeps_the_cap(schedule_server_factory, tmp_path):
