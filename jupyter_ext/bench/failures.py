@@ -33,7 +33,7 @@ def server_message(body: str) -> str:
         err = data.get("error")
         if isinstance(err, dict) and err.get("message"):
             return str(err["message"])[:300]
-        for key in ("error", "detail", "message"):
+        for key in ("error", "detail", "message", "Message"):
             if data.get(key):
                 return str(data[key])[:300]
     return body.strip()[:300]
