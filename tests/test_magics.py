@@ -203,6 +203,8 @@ def test_bench_rates_from_the_magic(ip, schedule_server_factory):
     res = run(ip, f"bench --url {srv.base_url} --rate 30,60 --arrival constant --cooldown 1 {SMALL}")
     assert [(lv.request_rate, lv.arrival, lv.cooldown_excluded) for lv in res.levels] == [
         (30.0, "constant", 1), (60.0, "constant", 1)]
+    swept = run(ip, f"bench --url {srv.base_url} --sweep 2 {SMALL}")
+    assert [lv.kind for lv in swept.levels] == ["saturation", "rate", "rate"] and swept.saturation
 
 
 def test_serve_tracks_the_server_bench_reuses_it_and_stop_ends_it(ip, monkeypatch, tmp_path):

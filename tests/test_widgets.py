@@ -124,6 +124,11 @@ def test_bench_panel_runs_request_rates(tmp_path, schedule_server_factory):
                                                                                   (40.0, "constant", 2)]
     wait_until(lambda: not bench.run.disabled, 10, "Run to be enabled again")
     assert "rate req/s" in bench.table.value
+    bench.rate.value, bench.sweep.value = "", 2  # saturation at concurrency 2, then two rates below it
+    bench.run.click()
+    res = bench.wait(60)
+    assert [lv.kind for lv in res.levels] == ["saturation", "rate", "rate"] and res.saturation["concurrency"] == 2
+    wait_until(lambda: not bench.run.disabled, 10, "Run to be enabled again")
     bench.rate.value = "fast"
     bench.run.click()
     assert "BenchError: request rates" in bench.message.text
