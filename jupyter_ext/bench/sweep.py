@@ -197,7 +197,8 @@ def _saturation(result: BenchResult, level: LevelResult, spec: SweepSpec) -> lis
     result.saturation = {"concurrency": level.concurrency, "request_throughput": rps,
                          "output_throughput": level.metrics.output_throughput}
     if level.failure or not rps > 0 or math.isnan(rps):
-        result.notes.append("the saturation level measured no throughput; no rates below it were run")
+        why = "failed" if level.failure else "measured no throughput"
+        result.notes.append(f"the saturation level {why}; no rates below it were run")
         return []
     return [(level.concurrency, r, "rate") for r in spec.sweep_rate_values(rps)]
 
