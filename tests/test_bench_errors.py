@@ -118,6 +118,22 @@ def test_a_reply_that_is_not_a_stream(tmp_path):
     assert len(got) == 1 and got[0]["stream"] is True
 
 
+def test_a_web_page_instead_of_a_stream(tmp_path):
+    from aiohttp import web
+
+    from jupyter_ext.bench import run_benchmark
+
+    async def page(_request):
+        return web.Response(text="<html><body>Welcome</body></html>\n", content_type="text/html")
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", page)
+    with running_app(app) as url:
+        with pytest.raises(NotStreamingError, match="not a stream of JSON events .*<html><body>Welcome"):
+            run_benchmark(url=url, model="m", results_dir=tmp_path, progress=False, concurrency=[1],
+                          num_prompts=20, max_tokens=4, input_scale=0.1)
+
+
 def test_a_level_with_too_many_failures_is_marked_failed(capsys, tmp_path, schedule_server_factory):
     srv = schedule_server_factory(ttft_ms=1, itl_ms=1, fail_every=2)  # every second request: HTTP 500
     code, out, err = cli(capsys, tmp_path, "--url", srv.base_url, "--max-failed-share", "0.25", "--warmup", "0")

@@ -153,6 +153,11 @@ async def stream_request(session, endpoint: Endpoint, prompt: Prompt, max_tokens
                     sample.input_tokens = usage.get("prompt_tokens")
                     sample.output_tokens = usage.get("completion_tokens")
                     sample.usage_from_server = True
+    except json.JSONDecodeError as exc:  # a line that is no JSON event: not an SSE stream at all
+        sample.error_kind = failures.NOT_STREAM
+        sample.error = f"its reply is not a stream of JSON events (a line reads {exc.doc[:120]!r})"
+        sample.chunk_times_s = chunks
+        return _ended(sample)
     except Exception as exc:  # noqa: BLE001 - recorded, counted as failed, shown in the result
         sample.error_kind, sample.error = failures.describe_exception(exc)
         sample.chunk_times_s = chunks
