@@ -75,6 +75,11 @@ class BenchFailedError(BenchError):
         self.result = result
 
 
+class DatasetError(BenchError):
+    """A benchmark dataset file is missing, empty, unreadable, or has a malformed row (the
+    message names the file, the line and what is wrong)."""
+
+
 class ResultFileError(OptimizeError):
     """A results file is missing, unreadable, or not a jupyter-optimize result."""
 
@@ -109,3 +114,24 @@ class SimulationError(OptimizeError):
 
 class SlowOnThisHostWarning(UserWarning):
     """A recipe runs, but a setting is known to be slow on this host (the message says what to change)."""
+
+
+class OptimizationJobError(DeployError):
+    """A SageMaker optimization or recommendation job cannot be built, failed, or was left
+    running (the message says how to resume waiting for it or describe it)."""
+
+
+class SageMakerLimitError(OptimizationJobError, TechniqueUnavailableError):
+    """SageMaker itself does not support what was asked (a limit stated by SageMaker, e.g. its
+    draft model with fine-tuned models, custom inference scripts, local testing or inference
+    components); the message names the limit and what to do instead."""
+
+
+class RecommendationUnavailableError(OptimizationJobError):
+    """The installed botocore has no AI recommendation job operations (or the SLO names a
+    metric those jobs cannot target); the message says which and what to upgrade."""
+
+
+class ExportError(OptimizeError):
+    """A recipe cannot be written as SageMaker Python SDK code (or the installed SDK's
+    signatures differ from the ones the export was written for)."""

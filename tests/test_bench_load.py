@@ -99,8 +99,14 @@ def test_warmup_and_cooldown_are_left_out_and_counted(schedule_server_factory, t
     ({"workload_shape": "multi-turn", "request_rate": 2.0}, "closed loop"),
     ({"turns": 0}, "turns"),
     ({"shared_prefix": -1}, "shared prefix"),
+    ({"workload_shape": "multi-turn", "dataset": "EXAMPLE"}, "dataset's rows are sent as they are"),
+    ({"shared_prefix": 50, "dataset": "EXAMPLE"}, "dataset's rows are sent as they are"),
 ])
 def test_bad_load_settings_are_named(kw, words):
+    from jupyter_ext.bench.datasets import EXAMPLE_DATASET
+
+    if kw.get("dataset") == "EXAMPLE":
+        kw = {**kw, "dataset": str(EXAMPLE_DATASET)}
     with pytest.raises(BenchError, match=words):
         BenchSpec.of(url="http://127.0.0.1:9", **kw)
 
@@ -193,3 +199,20 @@ def test_rate_levels_compare_rate_by_rate(schedule_server_factory, tmp_path):
     assert c.ratio("TPOT p50 ms", 2, rate=40.0) < 1  # the faster server's TPOT is the smaller
     with pytest.raises(KeyError, match="at 80.0 req/s"):
         c.ratio("TPOT p50 ms", 2, rate=80.0)
+
+
+def test_sweep_with_repeats_sends_fresh_prompts_to_every_level_repeat_and_warmup(tmp_path):
+    """Merge of i14a (rate levels, --sweep, cool-down) with i14b (repeats, fresh prompt blocks):
+    the saturation level and each rate below it are repeated, each repeat on prompts of its own."""
+    got: list = []
+    with running_app(echo_app(got)) as url:
+        r = run_benchmark(url=url, results_dir=tmp_path, concurrency=[2], num_prompts=4, warmup=1, cooldown=1,
+                          sweep_rates=2, repeats=2, **TINY)
+    assert [lv.kind for lv in r.levels] == ["saturation", "rate", "rate"]
+    assert all(lv.repeats["n"] == 2 for lv in r.levels)
+    assert all((lv.warmup_requests, lv.cooldown_excluded, len(lv.samples)) == (2, 2, 8) for lv in r.levels)
+    assert all(lv.metrics.completed == 6 for lv in r.levels)  # 2 x (4 - 1 cool-down)
+    assert len(got) == 3 * 2 * (1 + 4)
+    assert len({json.dumps(b["messages"]) for b in got}) == len(got)  # no prompt was sent twice
+    indices = [s.prompt_index for lv in r.levels for s in lv.samples]
+    assert len(set(indices)) == len(indices) == 24

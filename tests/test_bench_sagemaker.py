@@ -12,7 +12,8 @@ from jupyter_ext.bench import run_benchmark
 from jupyter_ext.bench.sagemaker_stream import sagemaker_endpoint
 
 pytest_plugins = ["aws_fixtures"]
-OVERRIDE_VARS = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME", "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS")
+OVERRIDE_VARS = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME", "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS",
+                 "JUPYTER_OPTIMIZE_AWS_ENDPOINT_URL")
 
 
 @pytest.fixture
@@ -66,7 +67,8 @@ def test_the_runtime_host_is_the_partitions(no_endpoint_override, region, host):
     assert f"/{region}/sagemaker/aws4_request" in headers["Authorization"]
 
 
-@pytest.mark.parametrize("where", ["AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME", "AWS_ENDPOINT_URL", "config file"])
+@pytest.mark.parametrize("where", ["AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME", "AWS_ENDPOINT_URL", "config file",
+                                   "JUPYTER_OPTIMIZE_AWS_ENDPOINT_URL"])
 def test_a_configured_endpoint_url_carries_the_benchmark(no_endpoint_override, scripted_http, tmp_path,
                                                          monkeypatch, where):
     """The override a boto3 client would honour is the one the benchmark's requests go to."""

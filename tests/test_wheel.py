@@ -69,3 +69,12 @@ def test_a_user_recipe_folder_wins_over_the_shipped_one(installed):
         assert "my own baseline" in _run(installed, "recipe", "show", "baseline")
     finally:
         (mine / "baseline.yaml").unlink()
+
+
+def test_the_example_dataset_ships_in_the_wheel(installed):
+    env_dir, work = installed
+    code = ("from jupyter_ext.bench.datasets import EXAMPLE_DATASET, load_dataset\n"
+            "print(EXAMPLE_DATASET, len(load_dataset(EXAMPLE_DATASET).rows))")
+    out = subprocess.run([str(env_dir / "bin" / "python"), "-c", code], cwd=work, capture_output=True, text=True,
+                         check=True).stdout
+    assert str(env_dir) in out and out.strip().endswith(" 3")

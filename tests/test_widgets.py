@@ -148,3 +148,27 @@ def test_bench_panel_errors_stay_visible(tmp_path):
     wait_until(lambda: "EndpointUnreachableError: cannot connect to 127.0.0.1:9 (connection refused)"
                in bench.message.text, 10, "the error in the panel")
     assert not bench.run.disabled
+
+
+def test_bench_panel_benchmarks_a_dataset_file(tmp_path, schedule_server_factory):
+    srv = schedule_server_factory(ttft_ms=1, itl_ms=1)
+    bench = BenchmarkPanel(RecipeBuilder(), results_dir=str(tmp_path))
+    small(bench, srv.base_url, levels="1")
+    bench.input_scale.value = 1.0  # a dataset's prompts are sent as they are
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"prompt": "ok"}\n{"prompt": ""}\n')
+    bench.dataset.value = str(bad)
+    bench.run.click()
+    assert bench.job is None and "DatasetError" in bench.message.text and "line 2" in bench.message.text
+    good = tmp_path / "good.jsonl"
+    good.write_text('{"prompt": "one", "max_tokens": 3}\n{"prompt": "two", "max_tokens": 3}\n')
+    bench.dataset.value = str(good)
+    bench.run.click()
+    res = bench.wait(60)
+    assert res.status == "complete" and res.dataset["name"] == "good" and res.dataset["rows_used"] == 2
+    assert all(s.output_tokens == 3 for s in res.levels[0].samples)
+    bench.dataset.value = ""
+    bench.workload.value = "open"
+    wait_until(lambda: not bench.run.disabled, 10, "Run to be enabled again")
+    bench.run.click()
+    assert bench.wait(60).workload["kind"] == "open"

@@ -50,7 +50,7 @@ def moto_plans(monkeypatch):
 # -- the panel's tabs ---------------------------------------------------------------------
 def test_optimize_panel_has_deploy_and_autoscale_tabs():
     panel = OptimizePanel()
-    assert panel.titles[-2:] == ("Deploy", "Autoscale")
+    assert panel.titles[3:5] == ("Deploy", "Autoscale")
     assert panel.children[3] is panel.deploy and panel.children[4] is panel.autoscale
     panel.deploy.endpoint_name = "just-deployed"  # what a SageMaker deploy sets
     assert panel.autoscale.endpoint.value == "just-deployed"

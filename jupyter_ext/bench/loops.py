@@ -59,10 +59,13 @@ class Guard:
 Record = Callable[[RequestSample], None]
 
 
-async def _conversation(session, endpoint: Endpoint, workload: Workload, i: int, max_tokens: int,
+async def _conversation(session, endpoint: Endpoint, workload: Workload, i: int, max_tokens: int | None,
                         guard: Guard, record: Record, due_at: float | None = None) -> None:
-    """Send prompt i, then its follow-up turns (if any), each after the previous reply."""
+    """Send prompt i, then its follow-up turns (if any), each after the previous reply; each
+    asks for `max_tokens`, or (None) the prompt's own output length (a dataset row's) or the
+    workload's."""
     prompt = workload.prompts[i % len(workload)]
+    max_tokens = max_tokens or workload.tokens_for(prompt)
     follow = workload.followups[i % len(workload)] if workload.followups else []
     s = await stream_request(session, endpoint, prompt, max_tokens, due_at)
     record(s)
@@ -84,7 +87,7 @@ async def _conversation(session, endpoint: Endpoint, workload: Workload, i: int,
 
 
 async def closed_loop(session, endpoint: Endpoint, workload: Workload, items: list[int], c: int,
-                      max_tokens: int, guard: Guard, record: Record) -> None:
+                      max_tokens: int | None, guard: Guard, record: Record) -> None:
     queue = list(reversed(items))
 
     async def worker() -> None:
@@ -103,7 +106,7 @@ def arrival_gaps(rate: float, arrival: str, n: int, seed: int) -> list[float]:
 
 
 async def open_loop(session, endpoint: Endpoint, workload: Workload, items: list[int], c: int, rate: float,
-                    arrival: str, seed: int, max_tokens: int, guard: Guard, record: Record) -> None:
+                    arrival: str, seed: int, max_tokens: int | None, guard: Guard, record: Record) -> None:
     slots = asyncio.Semaphore(c)
     start = time.perf_counter()
     sending: set[asyncio.Task] = set()
@@ -135,10 +138,14 @@ async def open_loop(session, endpoint: Endpoint, workload: Workload, items: list
 
 async def run_level(endpoint: Endpoint, workload: Workload, c: int, n: int, warmup: int, guard: Guard,
                     request_rate: float | None = None, arrival: str = "poisson", seed: int = 0,
-                    on_done: Record | None = None) -> tuple[list[RequestSample], list[RequestSample], float]:
-    """Warm up, then measure one level: (measured samples, warm-up samples, the measured
-    part's start on the monotonic clock). `n` counts requests; a multi-turn level sends whole
-    conversations, so it is rounded up to a multiple of the turns."""
+                    on_done: Record | None = None, block: tuple[list[int], list[int]] | None = None,
+                    ) -> tuple[list[RequestSample], list[RequestSample], float]:
+    """Warm up (short requests), then measure one level: (measured samples, warm-up samples,
+    the measured part's start on the monotonic clock). `n` counts requests; a multi-turn level
+    sends whole conversations, so it is rounded up to a multiple of the turns. `block` gives
+    the (warm-up, measured) prompt indices (`SweepSpec.block`: fresh ones for every level);
+    a multi-turn level opens its conversations on the first measured ones. Without it the
+    level sends the first prompts, warm-ups among them."""
     turns = 1 + (len(workload.followups[0]) if workload.followups else 0)
     samples: list[RequestSample] = []
     warm: list[RequestSample] = []
@@ -151,20 +158,23 @@ async def run_level(endpoint: Endpoint, workload: Workload, c: int, n: int, warm
                 report(s)
         return rec
 
-    items = list(range(-(-n // turns)))  # conversations
+    conversations = -(-n // turns)
+    if block is None:
+        block = ([i % conversations for i in range(warmup)], list(range(conversations)))
+    warm_idx, items = block[0], block[1][:conversations]
     async with new_session(endpoint) as session:
-        if warmup:
-            await closed_loop(session, endpoint, _single(workload), [i % len(items) for i in range(warmup)], c,
+        if warm_idx:
+            await closed_loop(session, endpoint, _single(workload), warm_idx, c,
                               min(16, workload.max_tokens), guard, keep(warm, None))
         t0 = time.perf_counter()
         if guard.halted:
             return samples, warm, t0
         rec = keep(samples, on_done)
         if request_rate is None:
-            await closed_loop(session, endpoint, workload, items, c, workload.max_tokens, guard, rec)
+            await closed_loop(session, endpoint, workload, items, c, None, guard, rec)
         else:
             await open_loop(session, endpoint, workload, items, c, request_rate, arrival, seed,
-                            workload.max_tokens, guard, rec)
+                            None, guard, rec)
     return samples, warm, t0
 
 

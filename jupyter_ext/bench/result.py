@@ -42,6 +42,9 @@ class LevelResult:
     warmup_failed: int = 0
     cooldown_excluded: int = 0
     failure: dict | None = None  # {share, failed, requests, error, count, kind}
+    slo: dict | None = None  # goodput and pass/fail under the result's SLO (bench/slo.py)
+    integrity: dict | None = None  # prefix-cache hit rate, token-count checks (bench/integrity.py)
+    repeats: dict | None = None  # per-repeat figures and their 95% intervals (bench/integrity.py)
 
     @property
     def failed(self) -> bool:
@@ -58,7 +61,8 @@ class LevelResult:
              "arrival": self.arrival, "status": "failed" if self.failed else "ok", "failure": self.failure,
              "warmup_requests": self.warmup_requests, "warmup_failed": self.warmup_failed,
              "cooldown_excluded": self.cooldown_excluded,
-             "metrics": self.metrics.to_dict(), "speculative": self.speculative}
+             "metrics": self.metrics.to_dict(), "speculative": self.speculative, "slo": self.slo,
+             "integrity": self.integrity, "repeats": self.repeats}
         if with_samples:
             d["samples"] = [s.to_dict() for s in self.samples]
         return d
@@ -70,7 +74,8 @@ class LevelResult:
                    samples=[RequestSample.from_dict(s) for s in d.get("samples", [])],
                    kind=d.get("kind", "concurrency"), arrival=d.get("arrival"),
                    warmup_requests=d.get("warmup_requests", 0), warmup_failed=d.get("warmup_failed", 0),
-                   cooldown_excluded=d.get("cooldown_excluded", 0), failure=d.get("failure"))
+                   cooldown_excluded=d.get("cooldown_excluded", 0), failure=d.get("failure"),
+                   slo=d.get("slo"), integrity=d.get("integrity"), repeats=d.get("repeats"))
 
 
 def package_versions() -> dict[str, str]:
@@ -123,6 +128,7 @@ class BenchResult:
     path: str | None = None
     saturation: dict | None = None  # a --sweep's closed-loop throughput at its top concurrency
     load_settings: dict | None = None  # arrival, warm-up, cool-down, failure share: how levels were run
+    slo: str | None = None  # e.g. "ttft_p99=2s,tpot_p50=50ms": every level gets goodput and pass/fail
 
     # -- lookups -------------------------------------------------------------------------
     def level(self, concurrency: int) -> LevelResult:
@@ -141,6 +147,17 @@ class BenchResult:
 
         return price_levels(self, instance=self.instance, discount=self.discount)
 
+    @property
+    def dataset(self) -> dict | None:
+        """The dataset the prompts came from (name, path, rows, sha256, length statistics),
+        or None for a built-in workload."""
+        return self.workload.get("dataset")
+
+    @property
+    def workload_kind(self) -> str:
+        """copy, open or dataset (results saved before the open workload existed are copy)."""
+        return self.workload.get("kind", "copy")
+
     # -- persistence ---------------------------------------------------------------------
     def to_dict(self, with_samples: bool = True) -> dict:
         return {"schema": SCHEMA, "name": self.name, "recipe": self.recipe, "endpoint": self.endpoint,
@@ -148,6 +165,7 @@ class BenchResult:
                 "machine": self.machine, "started": self.started, "finished": self.finished,
                 "status": self.status, "notes": self.notes, "instance": self.instance,
                 "discount": self.discount, "saturation": self.saturation, "load": self.load_settings,
+                "slo": self.slo,
                 "levels": [lv.to_dict(with_samples) for lv in self.levels]}
 
     @classmethod
@@ -157,12 +175,24 @@ class BenchResult:
         kw = {k: d[k] for k in ("name", "recipe", "endpoint", "workload", "server", "versions", "machine",
                                 "started", "finished", "status", "notes", "instance", "discount")}
         return cls(levels=[LevelResult.from_dict(x) for x in d["levels"]], saturation=d.get("saturation"),
-                   load_settings=d.get("load"), **kw)
+                   load_settings=d.get("load"), slo=d.get("slo"), **kw)
+
+    def apply_slo(self) -> None:
+        """Evaluate the result's SLO on every level that has samples (goodput, pass/fail)."""
+        if not self.slo:
+            return
+        from .slo import SLO
+
+        slo = SLO.parse(self.slo)
+        for lv in self.levels:
+            if lv.samples or lv.slo is None:
+                lv.slo = slo.evaluate_level(lv)
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write JSON atomically (temporary file + rename): a crash never leaves half a file."""
         from ..base.files import atomic_write_text
 
+        self.apply_slo()
         p = atomic_write_text(Path(path), json.dumps(self.to_dict(), indent=1, allow_nan=True))
         self.path = str(p)
         return p
@@ -183,6 +213,8 @@ class BenchResult:
     # -- display -------------------------------------------------------------------------
     def rows(self) -> list[dict[str, Any]]:
         """One flat row per level: what the table shows (latencies in ms)."""
+        if self.slo and any(lv.slo is None for lv in self.levels):
+            self.apply_slo()
         out = []
         rated = any(lv.request_rate is not None for lv in self.levels)
         for lv in self.levels:
@@ -202,6 +234,7 @@ class BenchResult:
                 row["spec accept"] = lv.speculative.get("acceptance_rate", float("nan"))
             if lv.failure:
                 row["level"] = f"FAILED: {lv.failure['count']}x {lv.failure['error']}"[:90]
+            row.update(_extra_columns(lv, bool(self.slo)))
             out.append(row)
         return out
 
@@ -216,10 +249,22 @@ class BenchResult:
 
     def _header(self) -> str:
         rec = (self.recipe or {}).get("name", self.endpoint.get("base_url", ""))
+        ds = self.dataset
+        prompts = (f"dataset {ds['name']} ({ds['rows_used']} of {ds['rows']} rows, sha256 {ds['sha256'][:12]})"
+                   if ds else f"{self.workload_kind} workload, {self._per_level()} prompts/level")
         return (f"{self.name}: recipe {rec}, model {self.endpoint.get('model')}, status {self.status}, "
-                f"instance {self.instance}, {self.workload.get('num_prompts')} prompts/level"
+                f"instance {self.instance}, {prompts}"
                 + (f", saturation {self.saturation['request_throughput']:.3g} req/s at concurrency "
-                   f"{self.saturation['concurrency']}" if self.saturation else ""))
+                   f"{self.saturation['concurrency']}" if self.saturation else "")
+                + (f", SLO {self.slo}" if self.slo else "")
+                + (f", {self.workload['repeats']} repeats" if self.workload.get("repeats", 1) > 1 else ""))
+
+    def _per_level(self) -> Any:
+        per = self.workload.get("prompts_per_level")
+        if not per:
+            return self.workload.get("num_prompts")
+        vals = sorted(set(per.values()))
+        return vals[0] if len(vals) == 1 else f"{vals[0]}-{vals[-1]}"
 
     def __str__(self) -> str:
         return self._header() + "\n" + format_table(self.rows()) + "".join(f"\nnote: {n}" for n in self.notes)
@@ -233,6 +278,23 @@ class BenchResult:
                 f"{'<ul>' + notes + '</ul>' if notes else ''}"
                 f"<small>latencies: vLLM definitions (ITL per chunk, TPOT per token); blended price uses "
                 f"p50 TPOT as the inter-token latency, input:output 3:1</small></div>")
+
+
+def _extra_columns(lv: LevelResult, with_slo: bool) -> dict[str, Any]:
+    """The SLO, integrity and repeat columns of a level's row (only those it has)."""
+    row: dict[str, Any] = {}
+    if with_slo:
+        ev = lv.slo or {}
+        row["goodput req/s"] = ev.get("goodput_rps", float("nan"))
+        row["SLO met"] = ev.get("met")
+    if lv.integrity and lv.integrity.get("prefix_cache_hit_rate") is not None:
+        row["prefix hit"] = lv.integrity["prefix_cache_hit_rate"]
+    if lv.repeats:
+        ci = lv.repeats.get("ci95", {})
+        for key, label in (("output_throughput", "out tok/s ±95%"), ("ttft_p50_s", "TTFT p50 ms ±95%")):
+            if key in ci:
+                row[label] = ci[key]["half_width"] * (1e3 if key.endswith("_s") else 1)
+    return row
 
 
 @dataclass

@@ -20,11 +20,11 @@ from ..errors import BenchError, EndpointRejectedError, EndpointUnreachableError
 from ..recipes import Recipe
 from .client import Endpoint
 from .failures import server_message
+from .integrity import integrity_warnings
 from .metrics import RequestSample
 from .result import BenchResult, LevelResult
 from .spec import BenchSpec, Target
 from .sweep import run_sweep, run_sweep_in_thread
-from .workload import add_followups, build_workload
 
 
 def served_model(base_url: str, model: str | None = None) -> str:
@@ -71,7 +71,7 @@ def run_target(spec: BenchSpec, target: Target, *, server=None, progress: bool =
     """Measure `target` with the spec's load, workload and pricing; the result is saved after
     every level (so an interrupt or a failure keeps the finished ones)."""
     recipe, load, wl, price = target.recipe, spec.load, spec.workload, spec.pricing
-    sweep = load.sweep(seed=wl.seed)
+    sweep = load.sweep(seed=wl.seed, rows=wl.rows)
     name = spec.name or target.name
     save_path = _result_path(spec.results_dir or defaults.results_dir(), name)
     runner = run_sweep_in_thread if _loop_running() else run_sweep
@@ -79,25 +79,26 @@ def run_target(spec: BenchSpec, target: Target, *, server=None, progress: bool =
 
     def run(base_url: str, served: str, model_path: str | None, server_info: dict | None,
             alive: Callable[[], bool] | None) -> BenchResult:
-        workload = build_workload(max(sweep.requests_at(c) for c in sweep.concurrency), wl.max_tokens,
-                                  wl.input_scale, wl.seed, tokenizer_path=model_path or target.tokenizer_path,
-                                  shared_prefix=wl.shared_prefix)
-        if wl.turns_per_user > 1:
-            add_followups(workload, wl.turns_per_user, wl.seed)
+        # every level, repeat and warm-up gets prompts of its own (prefix-cache hygiene); a
+        # dataset with fewer rows than that cycles through them
+        workload = wl.build(sweep.prompts_needed(), tokenizer_path=model_path or target.tokenizer_path)
         ep = client or Endpoint(base_url, served, api=target.api, ignore_eos=target.ignore_eos,
                                 extra_body=dict(target.extra_body or {}))
         result = BenchResult(name=name, recipe=recipe.to_dict() if recipe else None, endpoint=ep.to_dict(),
-                             workload=workload.summary(), server=server_info, instance=price.instance,
-                             discount=price.discount)
+                             workload={**workload.summary(), "prompts_per_level": {str(c): sweep.requests_at(c) for c in
+                                                                                     sweep.concurrency},
+                                       "repeats": sweep.repeats, "fresh_prompts_per_level": True},
+                             server=server_info, instance=price.instance,
+                             discount=price.discount, slo=str(spec.slo) if spec.slo else None)
         if recipe is not None and recipe.engine.weights == "dummy":
             from ..store.dummy_model import DUMMY_NOTE
 
             result.notes.append(DUMMY_NOTE)
 
         def level_done(level: LevelResult) -> None:
-            note = speculation_warning(recipe, level)
-            if note:
-                result.notes.append(note)
+            for note in [speculation_warning(recipe, level), *integrity_warnings(level)]:
+                if note:
+                    result.notes.append(note)
             if on_level:
                 on_level(level)
 

@@ -53,10 +53,16 @@ class SpecCounters:
                 "active": self.draft_tokens > 0}
 
 
-def scrape_spec_counters(base_url: str, timeout: float = 5.0) -> SpecCounters | None:
-    """Read the counters, or None when the endpoint has no vLLM /metrics."""
+def scrape_metrics_text(base_url: str, timeout: float = 5.0) -> str | None:
+    """The server's Prometheus /metrics text, or None when the endpoint has none."""
     try:
         with urllib.request.urlopen(base_url.rstrip("/") + "/metrics", timeout=timeout) as r:
-            return SpecCounters.parse(r.read().decode("utf-8", "replace"))
+            return r.read().decode("utf-8", "replace")
     except (urllib.error.URLError, OSError, ValueError):
         return None
+
+
+def scrape_spec_counters(base_url: str, timeout: float = 5.0) -> SpecCounters | None:
+    """Read the counters, or None when the endpoint has no vLLM /metrics."""
+    text = scrape_metrics_text(base_url, timeout)
+    return SpecCounters.parse(text) if text is not None else None

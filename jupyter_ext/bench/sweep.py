@@ -8,7 +8,9 @@ Levels, as in vLLM's and GuideLLM's harnesses (how requests are sent: `loops.py`
   * `sweep_rates=N`: a closed-loop level at the highest concurrency measures the saturation
     request throughput R (recorded in the result), then N rate levels at R/N, 2R/N, ..., R.
 Each level starts with warm-up requests and may end with `cooldown` completions that are
-both left out of its metrics and counted in it. A level where more than `max_failed_share`
+both left out of its metrics and counted in it. Every level, repeat (`repeats`, merged into
+one level with 95% intervals) and warm-up sends prompts no earlier one sent (`block`), and
+the server's /metrics before and after give its prefix-cache hit rate (integrity.py). A level where more than `max_failed_share`
 of its requests failed is marked failed with its most common error; one failed because the
 server is gone or refuses ends the sweep. A first request that fails in a way no retry fixes
 (nothing listening, HTTP 4xx, no stream) ends the run at once with a named error. The result
@@ -31,7 +33,8 @@ from .failures import ends_sweep, level_failure
 from .loops import Guard, run_level
 from .metrics import RequestSample, compute_metrics
 from .result import BenchResult, LevelResult
-from .spec_metrics import SpecCounters, scrape_spec_counters
+from .integrity import level_integrity, merge_repeats
+from .spec_metrics import SpecCounters, scrape_metrics_text
 from .workload import Workload
 
 ARRIVALS = ("poisson", "constant")
@@ -39,7 +42,8 @@ ARRIVALS = ("poisson", "constant")
 
 @dataclass
 class SweepSpec:
-    """What to run at each level. `num_prompts=None` means 2 x concurrency (at least 4)."""
+    """What to run at each level. `num_prompts=None` means 2 x concurrency, at least 4 and
+    at least `at_least` (a dataset's rows, so each is sent once a level)."""
 
     concurrency: list[int] = field(default_factory=lambda: [1, 2, 4, 8])
     num_prompts: int | None = None
@@ -51,6 +55,8 @@ class SweepSpec:
     sweep_rates: int | None = None
     cooldown: int = 0
     max_failed_share: float = 0.5
+    at_least: int = 0
+    repeats: int = 1  # runs of every level, each on prompts of its own
 
     def __post_init__(self) -> None:
         if not self.concurrency:
@@ -103,21 +109,48 @@ class SweepSpec:
 
     def levels_count(self) -> int:
         return len(self.plan()) + (self.sweep_rates or 0)
+        if self.repeats < 1:
+            raise BenchError(f"repeats must be >= 1 (got {self.repeats})")
 
     def requests_at(self, c: int) -> int:
-        return self.num_prompts if self.num_prompts is not None else max(4, 2 * c)
+        return self.num_prompts if self.num_prompts is not None else max(4, 2 * c, self.at_least)
 
     def warmup_at(self, c: int) -> int:
         return c if self.warmup is None else self.warmup
 
     def total_requests(self) -> int:
-        return sum(self.requests_at(c) for c, _, _ in self.plan()) + (self.sweep_rates or 0) * self.requests_at(self.cap)
+        return (sum(self.requests_at(c) for c, _, _ in self.plan())
+                + (self.sweep_rates or 0) * self.requests_at(self.cap)) * self.repeats
 
     def describe(self) -> dict:
         """The load settings recorded with the result."""
         return {"arrival": self.arrival, "warmup": self.warmup, "cooldown": self.cooldown,
                 "max_failed_share": self.max_failed_share, "sweep_rates": self.sweep_rates,
-                "cap": self.cap if (self.rates or self.sweep_rates) else None}
+                "cap": self.cap if (self.rates or self.sweep_rates) else None, "repeats": self.repeats}
+
+    def level_concurrencies(self) -> list[int]:
+        """The concurrency (in-flight cap) of every level in run order, a sweep's rates included."""
+        return [c for c, _, _ in self.plan()] + [self.cap] * (self.sweep_rates or 0)
+
+    def block(self, level: int, repeat: int = 0) -> tuple[list[int], list[int]]:
+        """(warm-up, measured) prompt indices of the `level`-th level's (run order) repeat:
+        every level, repeat and warm-up gets prompts nobody sent before, so the server's
+        prefix cache cannot serve a measured prompt from an earlier one (bench/integrity.py)."""
+        start = 0
+        for li, c in enumerate(self.level_concurrencies()):
+            for r in range(self.repeats):
+                size = self.warmup_at(c) + self.requests_at(c)
+                if (li, r) == (level, repeat):
+                    # measured first in index order, so a dataset's first level sends its first
+                    # rows; the warm-ups take the indices after them
+                    n = self.requests_at(c)
+                    return list(range(start + n, start + size)), list(range(start, start + n))
+                start += size
+        raise KeyError(f"no level {level} repeat {repeat} in this sweep")
+
+    def prompts_needed(self) -> int:
+        """Distinct prompts the whole sweep sends (warm-ups included)."""
+        return sum(self.warmup_at(c) + self.requests_at(c) for c in self.level_concurrencies()) * self.repeats
 
 
 def run_sweep(endpoint: Endpoint, workload: Workload, spec: SweepSpec, result: BenchResult,
@@ -153,7 +186,12 @@ def run_sweep(endpoint: Endpoint, workload: Workload, spec: SweepSpec, result: B
                 result.status = "interrupted"
                 break
             bar.set_postfix_str(f"concurrency {c}" + (f", {rate:.3g} req/s" if rate else ""))
-            level = _measure_level(endpoint, workload, spec, c, rate, kind, guard, done)
+            runs = []
+            for r in range(spec.repeats):
+                if r and (guard.halted or (server_alive is not None and not server_alive())):
+                    break
+                runs.append(_measure_level(endpoint, workload, spec, i - 1, c, rate, kind, guard, done, r))
+            level = merge_repeats(runs, spec.max_failed_share)
             if guard.fatal is not None:
                 result.status = "failed"
                 result.notes.append(str(guard.fatal))
@@ -214,19 +252,25 @@ def _cooldown(samples: list[RequestSample], t0: float, n: int) -> tuple[list[Req
     return [s for s in samples if not s.cooldown], (end - t0 if end > t0 else time.perf_counter() - t0)
 
 
-def _measure_level(endpoint: Endpoint, workload: Workload, spec: SweepSpec, c: int, rate: float | None,
-                   kind: str, guard: Guard, on_done: Callable[[RequestSample], None]) -> LevelResult:
-    before = scrape_spec_counters(endpoint.base_url)
+def _measure_level(endpoint: Endpoint, workload: Workload, spec: SweepSpec, index: int, c: int,
+                   rate: float | None, kind: str, guard: Guard, on_done: Callable[[RequestSample], None],
+                   repeat: int = 0) -> LevelResult:
+    """One repeat of the `index`-th level, on its own fresh prompts (`spec.block`)."""
+    text_before = scrape_metrics_text(endpoint.base_url)
     samples, warm, t0 = asyncio.run(run_level(endpoint, workload, c, spec.requests_at(c), spec.warmup_at(c), guard,
-                                              rate, spec.arrival, spec.seed, on_done))
-    after = scrape_spec_counters(endpoint.base_url)
+                                              rate, spec.arrival, spec.seed, on_done, spec.block(index, repeat)))
+    text_after = scrape_metrics_text(endpoint.base_url)
+    before, after = SpecCounters.parse(text_before or ""), SpecCounters.parse(text_after or "")
     spec_stats = SpecCounters.delta(before, after).summary() if before and after else None
     kept, wall = _cooldown(samples, t0, spec.cooldown)
     return LevelResult(concurrency=c, metrics=compute_metrics(kept, wall), samples=samples, request_rate=rate,
                        speculative=spec_stats, kind=kind, arrival=spec.arrival if rate else None,
                        warmup_requests=len(warm), warmup_failed=sum(not s.ok for s in warm),
                        cooldown_excluded=len(samples) - len(kept),
-                       failure=level_failure(samples, spec.max_failed_share))
+                       failure=level_failure(samples, spec.max_failed_share),
+                       integrity=level_integrity(text_before, text_after, kept, workload.max_tokens,
+                                                 getattr(endpoint, "ignore_eos", False),
+                                                 len(workload.prompts[0].system) if len(workload) else 0))
 
 
 def run_sweep_in_thread(*args, **kwargs) -> BenchResult:

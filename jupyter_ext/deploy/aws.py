@@ -21,9 +21,10 @@ from botocore.config import Config
 from botocore.exceptions import ClientError, NoCredentialsError, NoRegionError
 from botocore import xform_name
 
+from .. import defaults
 from ..errors import AwsPermissionError, DeployError
 
-ENDPOINT_URL_ENV = "JUPYTER_OPTIMIZE_AWS_ENDPOINT_URL"
+ENDPOINT_URL_ENV = defaults.AWS_ENDPOINT_URL_ENV
 DEFAULT_MAX_ATTEMPTS = 8
 DEFAULT_RETRY_MODE = "adaptive"
 DEFAULT_POOL = 64  # connections per client: botocore's default of 10 throttles a benchmark

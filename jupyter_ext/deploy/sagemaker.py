@@ -22,9 +22,9 @@ from ..errors import AwsPermissionError, DeployError, EndpointNotFoundError
 from ..recipes import Recipe, check_stack
 from .dryrun import DryRun
 from .aws import ApiRequest, AwsClients, as_clients, is_not_found, redact, region_from_env
-from .sagemaker_env import (container_environment, default_endpoint_name, draft_hf_id,
-                            endpoint_config_request, inference_component_request, lmi_image_uri,
-                            model_request, plan_warnings, resource_names, speculative_config,
+from .sagemaker_env import (container_environment, default_endpoint_name, deploy_tensor_parallel,
+                            draft_hf_id, endpoint_config_request, ic_devices, inference_component_request,
+                            lmi_image_uri, model_request, plan_warnings, resource_names, speculative_config,
                             validate_inputs)
 from .sagemaker_invoke import (InvocationResult, chat_body, endpoint_stream_fn, invoke,
                                iter_stream_events, iter_stream_text, text_of)
@@ -117,8 +117,9 @@ def plan_deployment(recipe: Recipe, endpoint_name: str | None = None, *, role_ar
                                        accept_eula, model_data_s3, copy_count)
     names = resource_names(endpoint_name or default_endpoint_name(recipe))
     accelerators = int(getattr(inst, "accelerator_count", 0) or 0)
+    tp = deploy_tensor_parallel(recipe, instance_type, accelerators)
     env = container_environment(recipe, hf_id=model_spec.hf_id, model_data_s3=model_data_s3,
-                                tensor_parallel=accelerators or "max",
+                                tensor_parallel=tp,
                                 spec_config=speculative_config(recipe, draft_model_s3, draft_hf_id(recipe)))
     image = image_uri or lmi_image_uri(region)
     tags = [{"Key": "created-by", "Value": "jupyter-optimize"},
@@ -131,7 +132,7 @@ def plan_deployment(recipe: Recipe, endpoint_name: str | None = None, *, role_ar
         "EndpointName": names["endpoint"], "EndpointConfigName": names["config"], "Tags": tags},
         "starts the instances (billing starts here)"))
     if inference_component:
-        requests.append(inference_component_request(names, accelerators or 1, ic_min_memory_mb, copy_count, tags))
+        requests.append(inference_component_request(names, ic_devices(recipe, tp, accelerators), ic_min_memory_mb, copy_count, tags))
     return DeploymentPlan(recipe.name, region, names["endpoint"], names["config"], names["model"],
                           names["ic"] if inference_component else None, instance_type, instance_count,
                           image, requests, getattr(inst, "usd_per_hour", None),

@@ -99,6 +99,8 @@ def container_environment(recipe: Recipe, *, hf_id: str | None, model_data_s3: s
         "OPTION_MAX_NUM_BATCHED_TOKENS": eng.max_num_batched_tokens,
         "OPTION_GPU_MEMORY_UTILIZATION": eng.gpu_memory_utilization,
         "OPTION_DTYPE": _LMI_DTYPE.get(eng.dtype),
+        "OPTION_KV_CACHE_DTYPE": None if eng.kv_cache_dtype == "auto" else eng.kv_cache_dtype,
+        "OPTION_PIPELINE_PARALLEL_DEGREE": eng.pipeline_parallel_size,
     }
     env.update({k: str(v) for k, v in optional.items() if v is not None})
     # No compilation asked for = vLLM eager mode, exactly as the local baseline runs.
@@ -176,6 +178,28 @@ def inference_component_request(names: dict[str, str], accelerators: int, min_me
 
 
 # -- checks: refuse now what SageMaker would refuse after minutes ----------------------
+def deploy_tensor_parallel(recipe: Recipe, instance_type: str, accelerators: int) -> int | str:
+    """OPTION_TENSOR_PARALLEL_DEGREE: the planner's degree for the instance (or the recipe's
+    own), refused as a DeployError when it cannot run there; "max" where the catalog gives no
+    accelerator count."""
+    if not accelerators:
+        return recipe.engine.tensor_parallel_size or "max"
+    from ..errors import PlanError
+    from ..planning.planner import parallel_degree
+
+    try:
+        return parallel_degree(recipe, instance_type)
+    except PlanError as e:
+        raise DeployError(str(e)) from None
+
+
+def ic_devices(recipe: Recipe, tp: int | str, accelerators: int) -> int:
+    """Accelerators one inference-component copy asks for: its tensor x pipeline degree."""
+    if isinstance(tp, str):
+        return accelerators or 1
+    return tp * (recipe.engine.pipeline_parallel_size or 1)
+
+
 def validate_inputs(recipe: Recipe, role_arn: str, instance_type: str | None, instance_count: int,
                     routing: str, accept_eula: bool, model_data_s3: str | None, copy_count: int) -> tuple[Any, Any]:
     """The catalog entries of the model and instance, or the named error for the first input

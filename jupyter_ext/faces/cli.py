@@ -4,7 +4,8 @@ The parser comes from the verb table (`verbs.table`, shared with `%optimize`); e
 parse -> one core call (`verbs.FUNCTIONS`) -> print the result object. A named error exits
 with status 2 and its message (a benchmark whose endpoint is unreachable, refuses or does not
 stream fails so at its first request), an interrupt with 130 (finished levels are already
-saved), a benchmark with a failed level (or otherwise incomplete) with 1.
+saved), a benchmark with a failed level (or otherwise incomplete), or a tune where nothing
+met the SLO, with 1.
 """
 
 from __future__ import annotations
@@ -97,6 +98,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.verb == "undeploy" and args.target == "local":
             out = f"stopped {out.name}"
         print(out)
+        if args.verb == "tune" and out.winner is None:
+            return 1  # searched, but nothing met the SLO
         return 0
     except OptimizeError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -38,7 +38,14 @@ that the notebook shows as a table, and `-o VAR` also stores it in the variable 
                            [--rate 1,2,4 [--arrival poisson|constant]] [--sweep N] [--warmup N]
                            [--cooldown N] [--max-failed-share 0.5] [--workload-shape multi-turn
                            --turns T] [--shared-prefix TOKENS]
+                           [--workload copy|open] [--dataset FILE [--dataset-sample N] [--seed S]]
+                           [--slo ttft_p99=2s,tpot_p50=50ms] [--repeats N]
     %optimize compare RESULT BASELINE_RESULT
+    %optimize tune [MODEL] --slo tpot_p50=50ms [--instance local] [--recipes R ...] [--concurrency 1,2,4,8]
+                           [--target-rps 5] [--output tuned.yaml] [--grid]
+                                          cheapest blended $/1M meeting the SLO: ranked table,
+                                          the winner's recipe YAML, deployment sizing
+    %optimize report RESULT... [--output report.html]   one self-contained HTML page
     %optimize price RESULT [--instance ml.g5.2xlarge] [--discount 0.3]
     %optimize chart RESULT... [--kind dashboard|throughput|ttft|itl|price] [--output PNG]
     %optimize serve RECIPE                start a vLLM server and keep it (bench reuses it)
@@ -60,6 +67,16 @@ Deploy and autoscale (SageMaker calls use your AWS credentials, which are never 
     %optimize simulate [--ramp 0:1,600:3,900:6] [--target-value 5] [--max 20] [--result JSON]
                                           the policy under a traffic ramp, before paying:
                                           summary + timeline chart (`--chart PNG` saves it)
+
+SageMaker's managed optimization (requests checked against botocore's service model):
+
+    %optimize optimize RECIPE --target sagemaker --instance-type ml.g5.12xlarge --dry-run -o opt
+                                          CreateOptimizationJob from the recipe (quantize, compile,
+                                          tensor parallel, EAGLE), then the deploy of its output
+    %optimize optimize @opt --target sagemaker   run it: wait (progress bar) and deploy (needs
+                                          --role-arn, --model-data-s3, --output-s3 when planned)
+    %optimize recommend RECIPE --slo ttft_p99=2s --dry-run   an AI recommendation job from the SLO
+    %optimize export RECIPE [--output FILE.py] -o code   the same job as SageMaker SDK code
 
 A cell that starts with `%%optimize` holds a recipe as YAML; it is validated and returned
 as a Recipe (`%%optimize --save my.yaml -o rec` also writes it, atomically):
@@ -204,6 +221,7 @@ class OptimizeMagics(Magics):
         verbs["bench"].set_defaults(concurrency=list(self.default_concurrency), instance=self.default_instance,
                                     results_dir=self.results_dir)
         verbs["price"].set_defaults(instance=self.default_instance)
+        verbs["tune"].set_defaults(instance=self.default_instance, results_dir=self.results_dir)
 
     # -- what this notebook started ------------------------------------------------------
     @property

@@ -311,7 +311,8 @@ class Awq(Technique):
     def check_deploy(self, recipe: Recipe, target: LmiTarget) -> None:
         if not target.model_data_s3:
             raise DeployError("AWQ needs a quantized checkpoint (LMI only quantizes fp8 at load time): make it "
-                              "with the toolkit's AWQ step, upload the folder to S3 and pass model_data_s3='s3://...'")
+                              "with the toolkit's AWQ step, upload the folder to S3 and pass model_data_s3='s3://...', "
+                              "or let SageMaker quantize it: `jupyter-optimize optimize RECIPE --target sagemaker`")
 
     def lmi_env(self, recipe: Recipe, target: LmiTarget) -> dict[str, str]:
         return {"OPTION_QUANTIZE": "awq"}
