@@ -173,7 +173,8 @@ def test_simulate_shows_the_summary_and_timeline():
     panel.ramp.value, panel.duration.value = "0:1,300:4", 900
     panel.simulate.click()
     assert panel.message.text == "" and panel.report is not None
-    assert "Fleet simulation" in panel.simulation.value and "data:image/png;base64," in panel.simulation.value
+    assert "Fleet simulation" in panel.simulation.value and "<img" not in panel.simulation.value
+    assert panel.timeline.value[:8] == b"\x89PNG\r\n\x1a\n" and panel.timeline.layout.display is None
     five = panel.report.result
     panel.scale_out_cooldown.value = 60  # the cooldowns reach the simulated policy
     panel.simulate.click()
@@ -182,6 +183,7 @@ def test_simulate_shows_the_summary_and_timeline():
     panel.ramp.value = "fast"
     panel.simulate.click()
     assert "time_s:req_per_s" in panel.message.text and panel.simulation.value == ""
+    assert panel.timeline.layout.display == "none"  # no chart of an earlier run under the error
 
 
 def test_attach_dry_run_then_attach_show_detach_on_moto(on_moto, moto_boto):

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Sequence
 
 from .metrics import RequestSample, compute_metrics
+from .spec_metrics import counter_sums
 
 if TYPE_CHECKING:
     from .result import LevelResult
@@ -46,18 +47,10 @@ class PrefixCounters:
     @classmethod
     def parse(cls, text: str | None) -> "PrefixCounters | None":
         """Sum the counters over their labels; None when the server exports neither."""
-        if not text:
+        sums = counter_sums(text, PREFIX_COUNTERS)
+        if sums is None:
             return None
-        found, c = False, cls()
-        for line in text.splitlines():
-            if line.startswith("#"):
-                continue
-            name = line.split("{", 1)[0].split(" ", 1)[0]
-            if name in PREFIX_COUNTERS:
-                found = True
-                attr = PREFIX_COUNTERS[name]
-                setattr(c, attr, getattr(c, attr) + float(line.rsplit(" ", 1)[1]))
-        return c if found else None
+        return cls(**{PREFIX_COUNTERS[name]: value for name, value in sums.items()})
 
 
 def prefix_hit_rate(before: str | None, after: str | None) -> float | None:

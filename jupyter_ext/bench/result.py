@@ -89,14 +89,9 @@ def package_versions() -> dict[str, str]:
 
 
 def machine_description() -> dict[str, Any]:
-    from ..base.host import cpu_flags
+    from ..base.host import cpu_flags, cpu_model
 
-    cpu, flags = platform.processor() or platform.machine(), cpu_flags()
-    try:
-        cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                    if ln.startswith("model name")), cpu)
-    except OSError:
-        pass
+    cpu, flags = cpu_model(), cpu_flags()
     mem_gib = None
     try:
         mem_gib = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)

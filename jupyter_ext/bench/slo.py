@@ -10,7 +10,7 @@ An SLO is a list of (metric, percentile, threshold) terms. Two readings of one l
   * pass (the level as a whole): the level's p-th percentile of each metric <= its threshold.
 
 A failed request is never good. Percentiles are numpy's linear interpolation
-(`metrics.percentile`), taken from the level's per-request samples.
+(numpy's linear percentile, as `metrics.Percentiles`), taken from the level's per-request samples.
 """
 
 from __future__ import annotations
@@ -20,10 +20,18 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Sequence
 
 from ..errors import BenchError
-from .metrics import RequestSample, percentile
+from .metrics import RequestSample
 
 if TYPE_CHECKING:
     from .result import LevelResult
+
+
+def _percentile(values: list[float], q: float) -> float:
+    """numpy's linear percentile (the method every figure of a result uses)."""
+    import numpy as np
+
+    return float(np.percentile(values, q, method="linear"))
+
 
 METRICS = ("ttft", "tpot", "itl", "e2e")
 PERCENTILES = (50, 90, 95, 99)
@@ -59,7 +67,7 @@ def _request_value(term: SLOTerm, s: RequestSample) -> float | None:
     if term.metric == "e2e":
         return s.e2el_s
     gaps = sorted(s.itls_s)
-    return percentile(gaps, term.percentile) if gaps else None
+    return _percentile(gaps, term.percentile) if gaps else None
 
 
 def _level_values(metric: str, ok: Sequence[RequestSample]) -> list[float]:
@@ -128,7 +136,7 @@ class SLO:
         terms = {}
         for t in self.terms:
             vals = _level_values(t.metric, ok)
-            value = percentile(vals, t.percentile) if vals else float("nan")
+            value = _percentile(vals, t.percentile) if vals else float("nan")
             terms[t.key] = {"threshold_s": t.threshold_s, "value_s": value, "met": bool(vals) and value <= t.threshold_s}
         return {"slo": str(self), "requests": len(samples), "good_requests": good,
                 "goodput_rps": good / duration_s if duration_s > 0 else float("nan"),

@@ -21,6 +21,7 @@ dying server keeps every finished level.
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import threading
 import time
@@ -34,10 +35,11 @@ from .loops import Guard, run_level
 from .metrics import RequestSample, compute_metrics
 from .result import BenchResult, LevelResult
 from .integrity import level_integrity, merge_repeats
-from .spec_metrics import SpecCounters, scrape_metrics_text
+from .spec_metrics import SpecCounters, scrape_metrics_text, spec_counters_in
 from .workload import Workload
 
 ARRIVALS = ("poisson", "constant")
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -203,12 +205,17 @@ def run_sweep(endpoint: Endpoint, workload: Workload, spec: SweepSpec, result: B
                 result.save(save_path)
             if on_level:
                 on_level(level)
+            m = level.metrics
+            log.info("level at %s: %d ok, %d failed, %.1f output tok/s%s", level.label, m.completed, m.failed,
+                     m.output_throughput, "" if m.usage_from_server or not m.completed
+                     else " (token counts from chunks: the server sent no usage)")
             if guard.stopped:
                 result.status = "interrupted"
                 result.notes.append(f"stopped during or after the level at {level.label}; finished levels "
                                     f"and the requests that ended are kept")
                 break
             if ends_sweep(level.failure) or (server_alive is not None and not server_alive()):
+                log.warning("the server stopped answering during the level at %s; stopping the sweep", level.label)
                 result.status = "failed"
                 result.notes.append(f"the server stopped answering during the level at {level.label}; "
                                     f"later levels were not run")
@@ -260,7 +267,7 @@ def _measure_level(endpoint: Endpoint, workload: Workload, spec: SweepSpec, inde
     samples, warm, t0 = asyncio.run(run_level(endpoint, workload, c, spec.requests_at(c), spec.warmup_at(c), guard,
                                               rate, spec.arrival, spec.seed, on_done, spec.block(index, repeat)))
     text_after = scrape_metrics_text(endpoint.base_url)
-    before, after = SpecCounters.parse(text_before or ""), SpecCounters.parse(text_after or "")
+    before, after = spec_counters_in(text_before), spec_counters_in(text_after)
     spec_stats = SpecCounters.delta(before, after).summary() if before and after else None
     kept, wall = _cooldown(samples, t0, spec.cooldown)
     return LevelResult(concurrency=c, metrics=compute_metrics(kept, wall), samples=samples, request_rate=rate,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import html
 import json
+import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -28,6 +29,8 @@ from .sagemaker_env import (container_environment, default_endpoint_name, deploy
                             validate_inputs)
 from .sagemaker_invoke import (InvocationResult, chat_body, endpoint_stream_fn, invoke,
                                iter_stream_events, iter_stream_text, text_of)
+
+log = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT_S = 3600.0  # large models take 10-20 min to download and load
 # The execution role a plan names when planned without one (a dry run to look at); such a
@@ -198,6 +201,7 @@ def deploy(plan: DeploymentPlan, session: Any = None, wait: bool = True, progres
             stage = req.operation
             clients.send(req)
             created.append(req)
+            log.info("created %s", _label(req))
         if wait:
             stage = f"waiting for the {'inference component' if plan.inference_component_name else 'endpoint'} to be InService"
             if plan.inference_component_name:
@@ -208,6 +212,8 @@ def deploy(plan: DeploymentPlan, session: Any = None, wait: bool = True, progres
         raise DeployError(f"interrupted ({stage}); what was created is kept and billed once InService: "
                           f"remove it with undeploy({plan.endpoint_name!r})") from None
     except Exception as err:
+        log.info("deploying %s failed at %s; rolling back %d created resources", plan.endpoint_name, stage,
+                 len(created))
         rolled, failed = _rollback(clients, created, deadline, poll_s)
         raise _failure(plan, stage, err, rolled, failed) from err
     status = clients.call("sagemaker", "DescribeEndpoint", EndpointName=plan.endpoint_name)
@@ -359,14 +365,9 @@ def _describe_or_none(clients: AwsClients, op: str, **params: Any) -> dict[str, 
 
 
 def _list_components(clients: AwsClients, endpoint_name: str) -> list[str]:
-    names, token = [], None
-    while True:
-        page = clients.call("sagemaker", "ListInferenceComponents", EndpointNameEquals=endpoint_name,
-                            **({"NextToken": token} if token else {}))
-        names += [c["InferenceComponentName"] for c in page.get("InferenceComponents", [])]
-        token = page.get("NextToken")
-        if not token:
-            return names
+    return [c["InferenceComponentName"]
+            for page in clients.pages("sagemaker", "ListInferenceComponents", EndpointNameEquals=endpoint_name)
+            for c in page.get("InferenceComponents", [])]
 
 
 def _detach_autoscaling(clients: AwsClients, endpoint_name: str, variants: list[str],
