@@ -52,6 +52,29 @@ class BenchError(OptimizeError):
     """A benchmark was asked for with invalid settings, or its endpoint is unusable."""
 
 
+class EndpointUnreachableError(BenchError):
+    """Nothing answers at the benchmark's URL (connection refused, unknown host, timeout)."""
+
+
+class EndpointRejectedError(BenchError):
+    """The endpoint refused the benchmark's requests (an HTTP 4xx, e.g. a wrong model name);
+    the message carries the server's own words."""
+
+
+class NotStreamingError(BenchError):
+    """The endpoint answered a streaming request with something that is not a stream of
+    server-sent events (e.g. one JSON body): it cannot be timed token by token."""
+
+
+class BenchFailedError(BenchError):
+    """A benchmark ran but at least one level failed (more than the allowed share of its
+    requests failed); `.result` holds what was measured, saved as usual."""
+
+    def __init__(self, message: str, result: object = None) -> None:
+        super().__init__(message)
+        self.result = result
+
+
 class DatasetError(BenchError):
     """A benchmark dataset file is missing, empty, unreadable, or has a malformed row (the
     message names the file, the line and what is wrong)."""

@@ -200,8 +200,26 @@ def test_interrupting_a_blocking_bench_keeps_finished_levels(ip, schedule_server
 
 
 def test_bench_reports_a_failing_run_as_usage_error(ip):
-    with pytest.raises(UsageError, match="BenchError"):
+    with pytest.raises(UsageError, match=r"EndpointUnreachableError: cannot connect to 127.0.0.1:9 \(connection refused\)"):
         run(ip, "bench --url http://127.0.0.1:9 " + SMALL)  # nothing listens on port 9
+
+
+def test_a_failed_level_fails_the_cell_and_keeps_the_result(ip, schedule_server_factory):
+    srv = schedule_server_factory(ttft_ms=1, itl_ms=1, fail_every=2)
+    with pytest.raises(UsageError, match="BenchFailedError: the benchmark has failed levels") as e:
+        run(ip, f"bench --url {srv.base_url} --max-failed-share 0.2 --warmup 0 {SMALL} -o res")
+    assert "HTTP 500: injected failure" in str(e.value) and "`res`" in str(e.value)
+    kept = ip.user_ns["res"]
+    assert kept.status == "failed" and all(lv.failed for lv in kept.levels)
+
+
+def test_bench_rates_from_the_magic(ip, schedule_server_factory):
+    srv = schedule_server_factory(ttft_ms=1, itl_ms=1)
+    res = run(ip, f"bench --url {srv.base_url} --rate 30,60 --arrival constant --cooldown 1 {SMALL}")
+    assert [(lv.request_rate, lv.arrival, lv.cooldown_excluded) for lv in res.levels] == [
+        (30.0, "constant", 1), (60.0, "constant", 1)]
+    swept = run(ip, f"bench --url {srv.base_url} --sweep 2 {SMALL}")
+    assert [lv.kind for lv in swept.levels] == ["saturation", "rate", "rate"] and swept.saturation
 
 
 def test_serve_tracks_the_server_bench_reuses_it_and_stop_ends_it(ip, monkeypatch, tmp_path):

@@ -112,6 +112,28 @@ def test_bench_panel_stop_keeps_finished_levels(tmp_path, schedule_server_factor
     assert "stopped" in bench.status.value and "<td>1</td>" in bench.table.value
 
 
+def test_bench_panel_runs_request_rates(tmp_path, schedule_server_factory):
+    srv = schedule_server_factory(ttft_ms=2, itl_ms=1)
+    bench = BenchmarkPanel(RecipeBuilder(), results_dir=str(tmp_path))
+    small(bench, srv.base_url, levels="2")
+    bench.rate.value = "20, 40"
+    bench.arrival.value = "constant"
+    bench.run.click()
+    res = bench.wait(60)
+    assert [(lv.request_rate, lv.arrival, lv.concurrency) for lv in res.levels] == [(20.0, "constant", 2),
+                                                                                  (40.0, "constant", 2)]
+    wait_until(lambda: not bench.run.disabled, 10, "Run to be enabled again")
+    assert "rate req/s" in bench.table.value
+    bench.rate.value, bench.sweep.value = "", 2  # saturation at concurrency 2, then two rates below it
+    bench.run.click()
+    res = bench.wait(60)
+    assert [lv.kind for lv in res.levels] == ["saturation", "rate", "rate"] and res.saturation["concurrency"] == 2
+    wait_until(lambda: not bench.run.disabled, 10, "Run to be enabled again")
+    bench.rate.value = "fast"
+    bench.run.click()
+    assert "BenchError: request rates" in bench.message.text
+
+
 def test_bench_panel_errors_stay_visible(tmp_path):
     bench = BenchmarkPanel(RecipeBuilder(), results_dir=str(tmp_path))
     bench.concurrency.value = "0,x"
@@ -121,9 +143,10 @@ def test_bench_panel_errors_stay_visible(tmp_path):
     bench.url.value = "http://127.0.0.1:9"  # nothing listens there
     bench.prompts.value = 1
     bench.run.click()
-    with pytest.raises(Exception, match="could not read the served model"):
+    with pytest.raises(Exception, match="cannot connect to 127.0.0.1:9"):
         bench.wait(60)
-    wait_until(lambda: "could not read the served model" in bench.message.text, 10, "the error in the panel")
+    wait_until(lambda: "EndpointUnreachableError: cannot connect to 127.0.0.1:9 (connection refused)"
+               in bench.message.text, 10, "the error in the panel")
     assert not bench.run.disabled
 
 

@@ -36,6 +36,18 @@ def parse_levels(text: str) -> list[int]:
         raise BenchError(f"concurrency levels: {e}") from None
 
 
+def parse_rates(text: str) -> list[float] | None:
+    """'' -> None (closed loop); '1,2.5' -> [1.0, 2.5] req/s, with the faces' shared parser."""
+    from jupyter_ext.verbs.table import parse_float_list
+
+    if not text.strip():
+        return None
+    try:
+        return parse_float_list(text)
+    except argparse.ArgumentTypeError as e:
+        raise BenchError(f"request rates: {e}") from None
+
+
 def chart_png(results: list[Any], kind: str = "dashboard") -> bytes:
     """The result chart as PNG bytes (no pyplot: safe from the worker thread)."""
     from jupyter_ext import charts
@@ -64,6 +76,11 @@ class BenchmarkPanel(W.VBox):
                                            description="max tokens", **wide)
         self.input_scale = W.BoundedFloatText(value=1.0, min=0.01, max=4.0, step=0.1, description="input scale",
                                               **wide)
+        self.rate = W.Text(value="", description="rate req/s", placeholder="empty: closed loop; e.g. 1,2,4",
+                           tooltip="request rate(s); the highest concurrency caps in-flight requests", **wide)
+        self.arrival = W.Dropdown(options=["poisson", "constant"], value="poisson", description="arrival", **wide)
+        self.sweep = W.BoundedIntText(value=0, min=0, max=64, description="sweep rates",
+                                      tooltip="N > 0: find saturation, then N rates up to it", **wide)
         self.workload = W.Dropdown(options=["copy", "open"], value="copy", description="workload",
                                    tooltip="copy: questions over a quoted passage; open: nothing to quote", **wide)
         self.dataset = W.Text(value="", description="dataset", layout=W.Layout(width="600px"),
@@ -87,11 +104,13 @@ class BenchmarkPanel(W.VBox):
         self.chart = W.Output()
         for w, cls in ((self.run, "jo-run"), (self.stop, "jo-stop"), (self.reason, "jo-run-reason"),
                        (self.table, "jo-table"), (self.chart, "jo-chart"), (self.status, "jo-status"),
-                       (self.url, "jo-url"), (self.concurrency, "jo-concurrency"), (self.dataset, "jo-dataset"),
+                       (self.url, "jo-url"), (self.concurrency, "jo-concurrency"), (self.rate, "jo-rate"),
+                       (self.arrival, "jo-arrival"), (self.sweep, "jo-sweep"), (self.dataset, "jo-dataset"),
                        (self.slo, "jo-slo"), (self.report, "jo-report")):
             w.add_class(cls)
         settings = [W.HBox([self.concurrency, self.prompts]), W.HBox([self.max_tokens, self.input_scale]),
-                    self.workload, self.dataset, self.url, self.instance, self.slo, self.repeats]
+                    W.HBox([self.rate, self.arrival, self.sweep]), self.workload, self.dataset, self.url,
+                    self.instance, self.slo, self.repeats]
         super().__init__([*settings, W.HBox([self.run, self.stop, self.report, self.reason]), self.progress, self.status,
                           self.message, self.table, self.chart], **kwargs)
         self.add_class("jo-bench-panel")
@@ -123,6 +142,8 @@ class BenchmarkPanel(W.VBox):
         opts: dict[str, Any] = dict(concurrency=parse_levels(self.concurrency.value),
                                     num_prompts=self.prompts.value or None, max_tokens=self.max_tokens.value,
                                     input_scale=self.input_scale.value, instance=self.instance.value,
+                                    request_rate=parse_rates(self.rate.value), arrival=self.arrival.value,
+                                    sweep_rates=self.sweep.value or None,
                                     workload=self.workload.value, dataset=self.dataset.value.strip() or None,
                                     slo=self.slo.value.strip() or None, repeats=self.repeats.value)
         if self.results_dir:
@@ -162,7 +183,10 @@ class BenchmarkPanel(W.VBox):
         shown = [r for r in job.results if r.levels]
         if shown:
             self.chart.append_display_data(Image(data=chart_png(shown), format="png"))
-        if job.result is not None and getattr(job.result, "path", None):
+        failure = run.bench_failure(job.result) if job.result is not None else None
+        if failure is not None:
+            self.message.error(failure)
+        elif job.result is not None and getattr(job.result, "path", None):
             self.message.note(f"saved {job.result.path}")
         self.report.disabled = not shown
 

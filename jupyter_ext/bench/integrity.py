@@ -122,18 +122,26 @@ REPEAT_FIGURES = {"output_throughput": lambda m: m.output_throughput,
                   "itl_p50_s": lambda m: m.itl.p50}
 
 
-def merge_repeats(levels: Sequence["LevelResult"]) -> "LevelResult":
-    """One level from N repeats of it: metrics over all their requests (wall times added),
-    each repeat's figures, and the 95% interval of each figure across repeats."""
+def merge_repeats(levels: Sequence["LevelResult"], max_failed_share: float = 0.5) -> "LevelResult":
+    """One level from N repeats of it: metrics over all their measured requests (wall times
+    added; cool-down requests kept as samples, left out of metrics), warm-up and cool-down
+    counts added, failed if all of them together fail more than `max_failed_share`, each
+    repeat's figures, and the 95% interval of each figure across repeats."""
+    from .failures import level_failure
     from .result import LevelResult
 
     if len(levels) == 1:
         return levels[0]
     samples = [s for lv in levels for s in lv.samples]
+    kept = [s for s in samples if not s.cooldown]
     first = levels[0]
     merged = LevelResult(concurrency=first.concurrency, samples=samples, request_rate=first.request_rate,
-                         metrics=compute_metrics(samples, sum(lv.metrics.duration_s for lv in levels)),
-                         speculative=first.speculative)
+                         metrics=compute_metrics(kept, sum(lv.metrics.duration_s for lv in levels)),
+                         speculative=first.speculative, kind=first.kind, arrival=first.arrival,
+                         warmup_requests=sum(lv.warmup_requests for lv in levels),
+                         warmup_failed=sum(lv.warmup_failed for lv in levels),
+                         cooldown_excluded=sum(lv.cooldown_excluded for lv in levels),
+                         failure=level_failure(samples, max_failed_share))
     runs = [{k: f(lv.metrics) for k, f in REPEAT_FIGURES.items()} for lv in levels]
     merged.repeats = {"n": len(levels), "runs": runs,
                       "ci95": {k: t_interval([r[k] for r in runs]) for k in REPEAT_FIGURES}}

@@ -40,6 +40,10 @@ class RequestSample:
     usage_from_server: bool = False
     error: str | None = None
     text: str = ""
+    error_kind: str | None = None  # bench.failures: connect, http_4xx, http_5xx, not_stream, timeout, ...
+    finished_at: float = 0.0  # monotonic time the request ended (ok or not), absolute
+    cooldown: bool = False  # one of the level's last completions, kept but left out of its metrics
+    turn: int = 0  # multi-turn workloads: the turn of its conversation (0 = the first)
 
     @property
     def itls_s(self) -> list[float]:

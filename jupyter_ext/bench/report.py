@@ -101,19 +101,19 @@ def goodput_chart(results: Sequence[BenchResult]) -> Any:
     """Goodput and request throughput against concurrency, for results that had an SLO."""
     from matplotlib.figure import Figure
 
-    from ..charts import concurrency_axis
+    from ..charts import concurrency_axis, level_xs, x_label
 
     fig = Figure(figsize=(5.5, 3.6))
     ax = fig.subplots()
     levels = []
     for r in results:
         rows = r.rows()
-        xs = [x["concurrency"] for x in rows]
+        xs = level_xs(rows)
         levels += xs
         line, = ax.plot(xs, [x.get("goodput req/s") for x in rows], marker="o", label=f"{r.name} goodput")
         ax.plot(xs, [x["req/s"] for x in rows], marker="x", linestyle="--", color=line.get_color(),
                 label=f"{r.name} req/s")
-    concurrency_axis(ax, levels)
+    concurrency_axis(ax, levels, x_label(results))
     ax.set_ylabel("requests / s")
     ax.set_title("Goodput under the SLO")
     ax.grid(True, alpha=0.3)

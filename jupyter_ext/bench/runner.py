@@ -9,14 +9,17 @@ from __future__ import annotations
 import json
 import threading
 import time
+import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Callable
 
 from .. import defaults
-from ..errors import BenchError
+from ..errors import BenchError, EndpointRejectedError, EndpointUnreachableError
 from ..recipes import Recipe
 from .client import Endpoint
+from .failures import server_message
 from .integrity import integrity_warnings
 from .metrics import RequestSample
 from .result import BenchResult, LevelResult
@@ -24,13 +27,38 @@ from .spec import BenchSpec, Target
 from .sweep import run_sweep, run_sweep_in_thread
 
 
-def _served_model(base_url: str) -> str:
+def served_model(base_url: str, model: str | None = None) -> str:
+    """The model to ask `base_url` for, checked against its /v1/models before any request:
+    the first one listed when `model` is None. Nothing listening is an
+    EndpointUnreachableError; a model the server does not list, an EndpointRejectedError
+    naming the ones it does. A server without /v1/models is taken at its word for `model`."""
+    url = base_url.rstrip("/") + "/v1/models"
     try:
-        with urllib.request.urlopen(base_url.rstrip("/") + "/v1/models", timeout=10) as r:
-            return json.load(r)["data"][0]["id"]
-    except Exception as e:  # noqa: BLE001 - turned into a named error with the fix
-        raise BenchError(f"could not read the served model from {base_url}/v1/models ({e}); "
-                         f"pass the model name explicitly (--model)") from None
+        with urllib.request.urlopen(url, timeout=10) as r:
+            ids = [m["id"] for m in json.load(r)["data"]]
+    except urllib.error.HTTPError as e:
+        if model is not None:
+            return model
+        raise EndpointRejectedError(f"{url} answered HTTP {e.code}: {server_message(e.read().decode('utf-8', 'replace'))}; "
+                                    f"pass the served model name with --model") from None
+    except (urllib.error.URLError, OSError) as e:
+        reason = getattr(e, "reason", e)
+        where = urllib.parse.urlsplit(url)
+        why = "connection refused" if isinstance(reason, ConnectionRefusedError) else str(reason)
+        raise EndpointUnreachableError(f"cannot connect to {where.hostname}:{where.port or 80} ({why}) for {url}: "
+                                       f"is the server running, and at this address?") from None
+    except (ValueError, KeyError, IndexError, TypeError):
+        if model is not None:
+            return model
+        raise BenchError(f"{url} did not answer with a model list; pass the model name explicitly (--model)") from None
+    if not ids and model is None:
+        raise BenchError(f"{url} lists no models; pass the model name explicitly (--model)")
+    if model is None:
+        return ids[0]
+    if model not in ids:
+        raise EndpointRejectedError(f"model {model!r} is not served at {base_url} (its /v1/models lists "
+                                    f"{', '.join(ids) or 'none'}); pass one of them with --model, or leave --model out")
+    return model
 
 
 def _result_path(results_dir: str | Path, name: str) -> Path:
@@ -80,7 +108,7 @@ def run_target(spec: BenchSpec, target: Target, *, server=None, progress: bool =
     if client is not None:
         return run(client.base_url, client.model, None, None, None)
     if target.url is not None and server is None:
-        return run(target.url, target.model or _served_model(target.url), None, None, None)
+        return run(target.url, served_model(target.url, target.model), None, None, None)
     if server is None:
         from ..engine import registry
 

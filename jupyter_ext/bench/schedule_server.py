@@ -79,6 +79,10 @@ def make_app(ttft_ms: float, itl_ms: float, fail_every: int = 0, die_after: int 
         p = (lambda q: late[min(len(late) - 1, int(q * len(late)))] if late else 0.0)
         return web.json_response({"count": len(late), "p50_s": p(0.5), "p99_s": p(0.99), "max_s": late[-1] if late else 0})
 
+    async def stats(_request: web.Request) -> web.Response:
+        """How many completion requests reached the server (a harness that loses none counts as many)."""
+        return web.json_response({"received": state["n"]})
+
     async def metrics(_request: web.Request) -> web.Response:
         q = state["prompt_tokens"]
         return web.Response(text=f"# TYPE vllm:prefix_cache_queries counter\n"
@@ -93,6 +97,7 @@ def make_app(ttft_ms: float, itl_ms: float, fail_every: int = 0, die_after: int 
     app.router.add_get("/v1/models", models)
     app.router.add_get("/health", health)
     app.router.add_get("/lateness", lateness)
+    app.router.add_get("/stats", stats)
     return app
 
 

@@ -143,4 +143,5 @@ class SLO:
                 "met": bool(ok) and all(x["met"] for x in terms.values()), "terms": terms}
 
     def evaluate_level(self, level: "LevelResult") -> dict[str, Any]:
-        return self.evaluate(level.samples, level.metrics.duration_s)
+        # cool-down completions are kept as samples but left out of the level's figures
+        return self.evaluate([s for s in level.samples if not s.cooldown], level.metrics.duration_s)

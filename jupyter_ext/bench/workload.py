@@ -86,12 +86,33 @@ class Prompt:
 
 
 @dataclass
+class Turn:
+    """A later turn of a conversation: the earlier turns (user prompts and the assistant's
+    actual replies) then the new question. Sent like a Prompt (`messages()` / `text()`)."""
+
+    index: int
+    system: str
+    history: list[dict]
+    user: str
+
+    def messages(self) -> list[dict]:
+        return [{"role": "system", "content": self.system}, *self.history, {"role": "user", "content": self.user}]
+
+    def text(self) -> str:
+        said = "\n\n".join(f"{m['role'].capitalize()}: {m['content']}" for m in self.history)
+        return f"{self.system}\n\n{said}\n\nUser: {self.user}\n\nAnswer:"
+
+
+@dataclass
 class Workload:
-    """A list of prompts plus how they were made (recorded with every result)."""
+    """A list of prompts plus how they were made (recorded with every result). In a
+    multi-turn workload `followups[i]` are the later questions of the conversation that
+    prompt i opens (short questions about the same passage)."""
 
     prompts: list[Prompt]
     max_tokens: int
     description: dict = field(default_factory=dict)
+    followups: list[list[str]] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.prompts)
@@ -149,9 +170,32 @@ def tokenizer_counter(model_path: str | Path | None) -> Callable[[str], int] | N
     return lambda s: len(tok.encode(s, add_special_tokens=False).ids)
 
 
+def shared_prefix_text(tokens: int, seed: int, count: Callable[[str], int] | None) -> str:
+    """About `tokens` tokens of documentation, the same for every prompt of a workload."""
+    rng = random.Random(f"shared-prefix-{seed}")
+    passages = documentation_passages()
+    text = ""
+    while len(text) < tokens * 6:
+        text += passages[rng.randrange(len(passages))][1] + "\n\n"
+    return "Reference material:\n" + _truncate(text, max(1, tokens - 4), count) + "\n\n"
+
+
+def add_followups(workload: Workload, turns: int, seed: int = 0) -> Workload:
+    """Make `workload` multi-turn: each prompt opens a conversation of `turns` requests whose
+    later questions ask about the same topic (drawn with `seed`), as the workload asks: about
+    the quoted passage (copy) or open ones (open)."""
+    rng = random.Random(f"followups-{seed}")
+    questions = OPEN_QUESTIONS if workload.description.get("kind") == "open" else QUESTIONS
+    workload.followups = [[rng.choice(questions).format(topic=p.topic) for _ in range(turns - 1)]
+                          for p in workload.prompts]
+    workload.description.update(shape_turns=turns)
+    return workload
+
+
 def build_workload(num_prompts: int = 32, max_tokens: int = 250, input_scale: float = 1.0,
-                   seed: int = 0, tokenizer_path: str | Path | None = None) -> Workload:
-    """Seed-shaped QA prompts. The question and system prompt are counted in the target length."""
+                   seed: int = 0, tokenizer_path: str | Path | None = None, shared_prefix: int = 0) -> Workload:
+    """Seed-shaped QA prompts. The question and system prompt are counted in the target length;
+    a `shared_prefix` of that many tokens starts every system prompt (and adds to it)."""
     if num_prompts < 1:
         raise BenchError(f"number of prompts must be >= 1 (got {num_prompts})")
     if max_tokens < 1:
@@ -161,6 +205,7 @@ def build_workload(num_prompts: int = 32, max_tokens: int = 250, input_scale: fl
     rng = random.Random(seed)
     count = tokenizer_counter(tokenizer_path)
     passages = documentation_passages()
+    system = SYSTEM_PROMPT if not shared_prefix else shared_prefix_text(shared_prefix, seed, count) + SYSTEM_PROMPT
     prompts = []
     for i, target in enumerate(seed_lengths(num_prompts, rng, input_scale)):
         topic, text = passages[rng.randrange(len(passages))]
@@ -172,9 +217,11 @@ def build_workload(num_prompts: int = 32, max_tokens: int = 250, input_scale: fl
         overhead = (count(SYSTEM_PROMPT + question) if count else len(SYSTEM_PROMPT + question) // 4) + 8
         passage = _truncate(body, max(4, target - overhead), count)
         user = f"Documentation:\n{passage}\n\nQuestion: {question}"
-        prompts.append(Prompt(i, SYSTEM_PROMPT, user, topic, target))
+        prompts.append(Prompt(i, system, user, topic, target + shared_prefix))
     desc = {"kind": "copy", "source": "Python standard library docstrings", "shape": "seed (OpenOrca-style QA)",
             "input_scale": input_scale, "seed": seed, "token_counts": "model tokenizer" if count else "estimated (4 chars/token)"}
+    if shared_prefix:
+        desc["shared_prefix_tokens"] = shared_prefix
     return Workload(prompts, max_tokens, desc)
 
 
@@ -195,21 +242,25 @@ def open_workload_messages(n: int | None = None, seed: int = 0) -> list[list[dic
 
 
 def build_open_workload(num_prompts: int = 32, max_tokens: int = 250, seed: int = 0,
-                        tokenizer_path: str | Path | None = None) -> Workload:
+                        tokenizer_path: str | Path | None = None, shared_prefix: int = 0) -> Workload:
     """Open questions that name a documented topic and quote no text: nothing for prompt
-    lookup to copy. Prompts are short (tens of tokens); the output is what is measured."""
+    lookup to copy. Prompts are short (tens of tokens); the output is what is measured. A
+    `shared_prefix` of that many tokens starts every system prompt (and adds to it)."""
     if num_prompts < 1:
         raise BenchError(f"number of prompts must be >= 1 (got {num_prompts})")
     if max_tokens < 1:
         raise BenchError(f"max_tokens must be >= 1 (got {max_tokens})")
     count = tokenizer_counter(tokenizer_path)
     pairs = _open_questions(seed)
+    prefix = shared_prefix_text(shared_prefix, seed, count) if shared_prefix else ""
     prompts = []
     for i in range(num_prompts):
         topic, question = pairs[i % len(pairs)]
         size = count(OPEN_SYSTEM_PROMPT + question) if count else len(OPEN_SYSTEM_PROMPT + question) // 4
-        prompts.append(Prompt(i, OPEN_SYSTEM_PROMPT, question, topic, size))
+        prompts.append(Prompt(i, prefix + OPEN_SYSTEM_PROMPT, question, topic, size + shared_prefix))
     desc = {"kind": "open", "source": "topics of Python standard library docstrings (no passage quoted)",
             "shape": "open questions", "seed": seed,
             "token_counts": "model tokenizer" if count else "estimated (4 chars/token)"}
+    if shared_prefix:
+        desc["shared_prefix_tokens"] = shared_prefix
     return Workload(prompts, max_tokens, desc)

@@ -35,6 +35,9 @@ that the notebook shows as a table, and `-o VAR` also stores it in the variable 
     %optimize recipe list | show NAME | validate PATH | new NAME [--from BASE] [--save PATH]
     %optimize bench RECIPE [--baseline BASE] [--concurrency 1,2,4] [--prompts N]
                            [--max-tokens N] [--input-scale X] [--url URL] [--background]
+                           [--rate 1,2,4 [--arrival poisson|constant]] [--sweep N] [--warmup N]
+                           [--cooldown N] [--max-failed-share 0.5] [--workload-shape multi-turn
+                           --turns T] [--shared-prefix TOKENS]
                            [--workload copy|open] [--dataset FILE [--dataset-sample N] [--seed S]]
                            [--slo ttft_p99=2s,tpot_p50=50ms] [--repeats N]
     %optimize compare RESULT BASELINE_RESULT
@@ -94,7 +97,10 @@ Benchmarks: a progress bar and the table of finished levels update while a bench
 Interrupting the kernel stops it after the requests in flight; the finished levels are kept
 (in the saved JSON and in `-o VAR`). With `--background` the magic returns at once with a
 handle (`.result`, `.levels`, `.done`, `.stop()`, `.wait()`) whose display keeps updating.
-A benchmark reuses a server started with `%optimize serve` for the same recipe.
+A benchmark reuses a server started with `%optimize serve` for the same recipe. An endpoint
+that is unreachable, refuses (HTTP 4xx, wrong model) or does not stream fails the cell at its
+first request; a level with more than `--max-failed-share` failed requests fails the cell
+after the run, the result kept in `-o VAR` (or `_optimize_failed`).
 
 Settings, changed once per session with `%config`:
 

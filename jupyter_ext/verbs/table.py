@@ -34,6 +34,17 @@ def parse_int_list(text: str) -> list[int]:
     return vals
 
 
+def parse_float_list(text: str) -> list[float]:
+    """'1,2.5,4' -> [1.0, 2.5, 4.0] (request rates), with a message a user can act on."""
+    try:
+        vals = [float(x) for x in str(text).replace(" ", "").split(",") if x]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected numbers separated by commas, like 1,2.5,4 (got {text!r})") from None
+    if not vals:
+        raise argparse.ArgumentTypeError("give at least one value, like 1,2,4")
+    return vals
+
+
 def parse_json_object(text: str) -> dict:
     """'{"a": 1}' -> {'a': 1}, with a message a user can act on."""
     try:
@@ -129,8 +140,23 @@ BENCH_OPTIONS = (
     Opt(("--dataset-column",), "CSV: the prompt column (default: prompt, question, input or text)"),
     Opt(("--seed",), "seed of the prompts, the dataset sample and request arrivals", type=int,
         default=_d(Workload, "seed")),
-    Opt(("--rate",), "Poisson request rate (req/s); concurrency caps in-flight", dest="request_rate", type=float),
-    Opt(("--warmup",), "warm-up requests per level (default one per slot)", type=int),
+    Opt(("--rate",), "request rate(s), req/s: one rate (each --concurrency caps in-flight), or several like 1,2,4 "
+        "(the levels; the highest --concurrency caps in-flight)", dest="request_rate", type=parse_float_list),
+    Opt(("--arrival",), "arrivals at --rate: poisson (exponential gaps) or constant (evenly spaced)",
+        default=_d(Load, "arrival"), choices=("poisson", "constant")),
+    Opt(("--sweep",), "N: measure the saturation throughput (closed loop at the highest --concurrency), then N "
+        "rates evenly up to it", dest="sweep_rates", type=int),
+    Opt(("--warmup",), "warm-up requests per level, left out of its metrics (default one per slot)", type=int),
+    Opt(("--cooldown",), "leave each level's last N completions out of its metrics (counted in the result)",
+        type=int, default=_d(Load, "cooldown")),
+    Opt(("--max-failed-share",), "a level with a larger share of failed requests is marked failed (exit code 1)",
+        type=float, default=_d(Load, "max_failed_share")),
+    Opt(("--workload-shape",), "single requests, or multi-turn conversations (each turn carries the earlier "
+        "turns and the actual replies)", default=_d(Workload, "workload_shape"), choices=("single", "multi-turn")),
+    Opt(("--turns",), "turns per conversation with --workload-shape multi-turn", type=int,
+        default=_d(Workload, "turns")),
+    Opt(("--shared-prefix",), "TOKENS of one system prefix that starts every prompt (prefix caching)", type=int,
+        default=_d(Workload, "shared_prefix")),
     Opt(("--slo",), "service-level objectives, e.g. ttft_p99=2s,tpot_p50=50ms: adds goodput (req/s meeting "
         "every SLO) and pass/fail per level"),
     Opt(("--repeats",), "run every level N times (fresh prompts each) and report 95%% intervals", type=int,
