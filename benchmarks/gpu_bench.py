@@ -9,6 +9,9 @@ engine/args.py) and measures it with jupyter_ext.bench over HTTP, not offline ge
                      bf16 compiled, AWQ int4 compiled, fp8 compiled
   group "llama-awq": the AWQ int4 kernels on that shape: bf16 compiled (reference), AWQ with
                      vLLM's kernel choice (Machete on Hopper), AWQ with Machete disabled (Marlin)
+  group "stacks":    issue 12's stacks on that shape, fp8 KV cache: AWQ-Marlin, fp8 weights, and
+                     Marlin with atomic-add or fp8 activations (W4A8), between two compiled bf16
+                     runs (interleaved reference; run with --only in two calls)
   group "smol":      SmolLM2-135M real weights, compiled, with and without n-gram speculation,
                      and the real AWQ int4 checkpoint made on the CPU machine
                      (~/st/smollm2-awq, see benchmarks/gpu_bench.sh); greedy texts compared
@@ -57,13 +60,31 @@ def awq_dummy_folder(base: Path) -> Path:
 
 
 def runs(group: str) -> list[tuple[dict, Path]]:
-    if group in ("llama", "llama-awq"):
+    if group in ("llama", "llama-awq", "stacks"):
         base = dummy_model_folder(LLAMA)
         eng = {"weights": "dummy", "max_model_len": 2048, "gpu_memory_utilization": 0.85}
         comp = {"enabled": True, "cache": False}
         bf16 = ({"name": "llama8b-bf16-compiled", "model": LLAMA, "engine": {**eng, "dtype": "bfloat16"}, "compile": comp}, base)
         awq = ({"name": "llama8b-awq-compiled", "model": LLAMA, "engine": {**eng, "dtype": "float16"}, "compile": comp},
                awq_dummy_folder(base))
+        if group == "stacks":
+            # issue 12: the int4 and fp8 stacks with an fp8 KV cache, beside compiled bf16.
+            # Marlin = AWQ with Machete disabled (the batch-1 winner of the llama-awq sitting);
+            # atomic-add and fp8 activations are the two Marlin settings vLLM 0.24 exposes.
+            marlin_env = {"VLLM_DISABLED_KERNELS": "MacheteLinearKernel"}
+            fp8kv = {"kv_cache_dtype": "fp8"}
+            def awq_run(name: str, env: dict) -> tuple[dict, Path]:
+                return ({"name": name, "model": LLAMA, "compile": comp,
+                         "engine": {**eng, **fp8kv, "dtype": "bfloat16", "env": {**marlin_env, **env}}}, awq[1])
+            return [
+                bf16,
+                awq_run("llama8b-awq-marlin-fp8kv", {}),
+                ({"name": "llama8b-fp8-fp8kv", "model": LLAMA, "engine": {**eng, **fp8kv, "dtype": "bfloat16"},
+                  "quantize": {"method": "fp8"}, "compile": comp}, base),
+                awq_run("llama8b-awq-marlin-atomic-fp8kv", {"VLLM_MARLIN_USE_ATOMIC_ADD": "1"}),
+                awq_run("llama8b-awq-marlin-w4a8-fp8kv", {"VLLM_MARLIN_INPUT_DTYPE": "fp8"}),
+                ({**bf16[0], "name": "llama8b-bf16-compiled-again"}, base),
+            ]
         if group == "llama-awq":
             # vLLM picks the first W4A16 kernel that can run a layer (Machete on Hopper); Marlin
             # is the one tuned for small batches. VLLM_DISABLED_KERNELS takes Machete out.
@@ -234,7 +255,7 @@ def combine(paths: list[str], out: Path) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--group", choices=["llama", "llama-awq", "smol", "offline"])
+    ap.add_argument("--group", choices=["llama", "llama-awq", "stacks", "smol", "offline"])
     ap.add_argument("--combine", nargs="+", metavar="JSON", help="merge these gpu_*.json into --out (a file)")
     ap.add_argument("--levels", default="1,16,64")
     ap.add_argument("--out", required=True)

@@ -21,7 +21,10 @@ sys.path.insert(0, str(HERE.parent))
 from jupyter_ext.planning import predict_decode  # noqa: E402
 
 PRECISION = {"llama8b-bf16-eager": "bf16", "llama8b-bf16-compiled": "bf16", "llama8b-awq-compiled": "awq-int4",
-             "llama8b-awq-marlin-compiled": "awq-int4", "llama8b-fp8-compiled": "fp8"}
+             "llama8b-awq-marlin-compiled": "awq-int4", "llama8b-fp8-compiled": "fp8",
+             "llama8b-bf16-compiled-again": "bf16", "llama8b-awq-marlin-fp8kv": "awq-int4",
+             "llama8b-fp8-fp8kv": "fp8", "llama8b-awq-marlin-atomic-fp8kv": "awq-int4",
+             "llama8b-awq-marlin-w4a8-fp8kv": "awq-int4"}
 
 
 def main() -> None:
@@ -33,7 +36,9 @@ def main() -> None:
     rows = []
     for run in runs:
         for c, lv in run.get("levels", {}).items():
-            est = predict_decode("meta-textgeneration-llama-3-8b-instruct", PRECISION[run["name"]], int(c), "H200")
+            kv = "fp8" if run["name"].endswith("fp8kv") else "auto"
+            est = predict_decode("meta-textgeneration-llama-3-8b-instruct", PRECISION[run["name"]], int(c), "H200",
+                                 kv_cache_dtype=kv)
             rows.append({"run": run["name"], "concurrency": int(c), "measured_tok_s": lv["out_tok_s"],
                          "predicted_tok_s": est.tokens_per_s, "bound": est.bound,
                          "measured_over_predicted": lv["out_tok_s"] / est.tokens_per_s})

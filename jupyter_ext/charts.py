@@ -23,14 +23,44 @@ def _as_list(results) -> list[BenchResult]:
     return [results] if isinstance(results, BenchResult) else list(results)
 
 
+def level_xs(rows: list[dict]) -> list[float]:
+    """Where each level sits: its request rate for a rate level (several share one
+    concurrency cap), else its concurrency."""
+    return [x["rate req/s"] if x.get("rate req/s") is not None else x["concurrency"] for x in rows]
+
+
+def x_label(results: Sequence[BenchResult]) -> str:
+    rated = [lv.request_rate is not None for r in results for lv in r.levels]
+    if rated and all(rated):
+        return "request rate (req/s)"
+    return "concurrency (rate levels: req/s)" if any(rated) else "concurrency"
+
+
+def concurrency_axis(ax, levels: Sequence[float], label: str = "concurrency") -> None:
+    """A log2 concurrency axis whose ticks are the measured levels written plainly (1, 2, 4,
+    8, not 2^0, 2^1): matplotlib's log formatter would print powers of the base. Rate
+    levels sit at their rates on the same kind of axis (`label` says so)."""
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
+
+    ax.set_xscale("log", base=2)
+    ticks = sorted({float(c) for c in levels if c and c > 0})
+    if ticks:
+        ax.xaxis.set_major_locator(FixedLocator(ticks))
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _pos: f"{x:g}" if x == int(x) else f"{x:.3g}"))
+    ax.set_xlabel(label)
+
+
 def _plot(ax, results: Sequence[BenchResult], column: str, ylabel: str, title: str):
+    levels = []
     for r in results:
         rows = r.rows()
-        ax.plot([x["concurrency"] for x in rows], [x[column] for x in rows], marker="o", label=r.name)
-    ax.set_xlabel("concurrency")
+        xs = level_xs(rows)
+        levels += xs
+        ax.plot(xs, [x[column] for x in rows], marker="o", label=r.name)
+    concurrency_axis(ax, levels, x_label(results))
     ax.set_ylabel(ylabel)
     ax.set_title(title)
-    ax.set_xscale("log", base=2)
     ax.grid(True, alpha=0.3)
     ax.legend()
     return ax
@@ -44,16 +74,17 @@ def throughput(results, ax=None):
 def latency(results, ax=None, metric: str = "TTFT"):
     """p50 (solid) and p99 (dashed) TTFT or ITL in ms against concurrency."""
     ax = _axes(ax)
+    levels = []
     for r in _as_list(results):
         rows = r.rows()
-        xs = [x["concurrency"] for x in rows]
+        xs = level_xs(rows)
+        levels += xs
         line, = ax.plot(xs, [x[f"{metric} p50 ms"] for x in rows], marker="o", label=f"{r.name} p50")
         ax.plot(xs, [x[f"{metric} p99 ms"] for x in rows], marker="x", linestyle="--",
                 color=line.get_color(), label=f"{r.name} p99")
-    ax.set_xlabel("concurrency")
+    concurrency_axis(ax, levels, x_label(_as_list(results)))
     ax.set_ylabel(f"{metric} (ms)")
     ax.set_title(f"{metric} percentiles")
-    ax.set_xscale("log", base=2)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize="small")
     return ax

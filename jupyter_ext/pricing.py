@@ -15,6 +15,7 @@ snapshot (dated) or, on request, from the AWS Price List API.
 from __future__ import annotations
 
 import json
+import logging
 import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Iterator
@@ -24,6 +25,7 @@ from .catalog.specs import InstanceSpec, html_table, pricing_snapshot, text_tabl
 from .errors import PricingError
 
 PRICING_API_REGION = "us-east-1"  # the Price List API's endpoint; prices of any region
+log = logging.getLogger(__name__)
 
 
 def _positive(name: str, value: Any) -> float:
@@ -149,6 +151,7 @@ def instance_rate(instance: str | InstanceSpec | float, use_api: bool = False) -
     try:
         usd = fetch_on_demand_rate(spec.name)
     except PricingError as err:
+        log.info("Price List API failed for %s; using the catalog snapshot: %s", spec.name, err)
         return InstanceRate(spec.name, spec.usd_per_hour,
                             f"catalog snapshot, because the Price List API failed: {err}", spec.date)
     return InstanceRate(spec.name, usd, "AWS Price List API (AmazonSageMaker, us-east-1, Hosting)")
@@ -173,19 +176,26 @@ def price_filters(instance_type: str, region: str) -> list[dict[str, str]]:
 def fetch_on_demand_rate(instance_type: str, region: str = "us-east-1", session: Any = None) -> float:
     """Today's on-demand USD/hour for SageMaker real-time inference, from the Price List API.
 
-    `session` is a boto3 Session (or anything with `.client(name, region_name=...)`).
+    `session` is a boto3 Session (or anything with `.client(name, region_name=..., config=...)`);
+    the client retries throttling like every other AWS client here (`base.aws_config`), and
+    boto3's paginator follows NextToken through every page of products.
     Raises PricingError without credentials, without permission (pricing:GetProducts), or
     when the API has no single hourly USD price for the filters.
     """
     try:
         import boto3
         from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+
+        from .base.aws_config import retry_config
     except ImportError:
         raise PricingError(f"boto3 is not installed (pip install boto3); {_fallback_text()}.") from None
-    client = (session or boto3.session.Session()).client("pricing", region_name=PRICING_API_REGION)
+    client = (session or boto3.session.Session()).client("pricing", region_name=PRICING_API_REGION,
+                                                        config=retry_config())
+    pages = client.get_paginator("get_products").paginate(
+        ServiceCode="AmazonSageMaker", Filters=price_filters(instance_type, region),
+        PaginationConfig={"PageSize": 100})
     try:
-        resp = client.get_products(ServiceCode="AmazonSageMaker",
-                                   Filters=price_filters(instance_type, region), MaxResults=100)
+        price_list = [item for page in pages for item in page.get("PriceList", [])]
     except NoCredentialsError:
         raise PricingError(f"no AWS credentials for the Price List API; {_fallback_text()}.") from None
     except ClientError as err:
@@ -196,7 +206,7 @@ def fetch_on_demand_rate(instance_type: str, region: str = "us-east-1", session:
         ) from None
     except BotoCoreError as err:
         raise PricingError(f"the Price List API could not be reached ({err}); {_fallback_text()}.") from None
-    return _hourly_usd(resp.get("PriceList", []), instance_type, region)
+    return _hourly_usd(price_list, instance_type, region)
 
 
 def _hourly_usd(price_list: list[Any], instance_type: str, region: str) -> float:

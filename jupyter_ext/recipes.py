@@ -34,8 +34,8 @@ INSTANCE_TYPE_RE = re.compile(r"^ml\.[a-z][a-z0-9-]*\.[0-9]*x?large$|^ml\.[a-z][
 
 __all__ = ["Recipe", "EngineSettings", "Speculation", "Quantization", "Compilation", "NgramSpeculation",
            "DraftModelSpeculation", "AwqQuantization", "Fp8Quantization", "recipe_from_dict", "recipe_from_yaml",
-           "load_recipe", "list_recipes", "DeploySettings", "ROUTING_STRATEGIES", "shipped_recipes_dir", "resolve_recipe_path", "check_stack",
-           "STACK_RULES", "atomic_write_text"]
+           "load_recipe", "list_recipes", "DeploySettings", "ROUTING_STRATEGIES", "shipped_recipes_dir",
+           "resolve_recipe_path", "check_stack", "STACK_RULES", "atomic_write_text", "check_parallelism"]
 
 
 class EngineSettings(Strict):
@@ -52,6 +52,15 @@ class EngineSettings(Strict):
     cpu_reserved_cores: int | None = Field(None, ge=0, description="VLLM_CPU_NUM_OF_RESERVED_CPU")
     cpu_threads_bind: str | None = Field(None, description="VLLM_CPU_OMP_THREADS_BIND: 'auto', 'nobind' or a core list like '0-1'")
     preload_allocator: Literal["none", "tcmalloc", "jemalloc"] = "none"
+    # KV cache element type (vLLM --kv-cache-dtype): fp8 halves the KV bytes each decode step
+    # reads and the memory each sequence holds. CUDA; on CPU vLLM needs x86 AVX-512 or AMX
+    # and a head size divisible by 32 (checked before a server starts, engine/host_checks.py).
+    kv_cache_dtype: Literal["auto", "fp8", "fp8_e4m3", "fp8_e5m2"] = "auto"
+    # Parallelism (vLLM --tensor-parallel-size / --pipeline-parallel-size; LMI
+    # OPTION_TENSOR_PARALLEL_DEGREE). None: 1 on a local server; on SageMaker, the largest
+    # degree <= the instance's accelerators that divides the attention heads (the planner's).
+    tensor_parallel_size: int | None = Field(None, ge=1)
+    pipeline_parallel_size: int | None = Field(None, ge=1)
     # GPU-only knobs.
     gpu_memory_utilization: float | None = Field(None, gt=0, le=1)
     # Speed-only runs of catalog models without their weights (random weights, token-id prompts).
@@ -206,10 +215,29 @@ def recipe_from_dict(data: Any, source: str = "<dict>") -> Recipe:
         raise RecipeError(_format_validation_error(err, source)) from None
     check_stack(recipe)
     try:
+        check_parallelism(recipe)
         validate_techniques(recipe)
     except RecipeError as err:
         raise type(err)(f"invalid recipe {source}: {err}") from None
     return recipe
+
+
+def check_parallelism(recipe: Recipe) -> None:
+    """vLLM's own rules for a model split over devices, checked when the recipe is read:
+    the attention heads divide by the tensor-parallel degree, and every pipeline stage
+    gets at least one layer (RecipeError naming the field and the degrees that work)."""
+    from .catalog import get_model
+
+    e, spec = recipe.engine, get_model(recipe.model)
+    tp, pp = e.tensor_parallel_size, e.pipeline_parallel_size
+    if tp is not None and spec.num_attention_heads % tp:
+        ok = [d for d in range(1, spec.num_attention_heads + 1) if spec.num_attention_heads % d == 0][:8]
+        raise RecipeError(f"engine.tensor_parallel_size: {tp} does not divide {recipe.model}'s "
+                          f"{spec.num_attention_heads} attention heads (vLLM requires it); use one of "
+                          f"{', '.join(map(str, ok))}")
+    if pp is not None and pp > spec.num_layers:
+        raise RecipeError(f"engine.pipeline_parallel_size: {pp} is more stages than {recipe.model}'s "
+                          f"{spec.num_layers} layers; use at most {spec.num_layers}")
 
 
 def recipe_from_yaml(text: str, source: str = "<yaml>") -> Recipe:

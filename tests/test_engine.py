@@ -5,8 +5,8 @@ import os
 import signal
 import subprocess
 import sys
-from pathlib import Path
 
+import psutil
 import pytest
 
 from conftest import ROOT, wait_until
@@ -140,7 +140,7 @@ def test_ctrl_c_stops_the_server_and_keeps_finished_levels(tmp_path, sig, code):
     assert p.returncode == code, out
     saved = json.loads(next(tmp_path.glob("baseline-*.json")).read_text())
     assert saved["status"] == "interrupted" and [lv["concurrency"] for lv in saved["levels"]] == [1]
-    wait_until(lambda: not Path(f"/proc/{d['server']['pid']}").exists(), 30, "the server to exit")
+    wait_until(lambda: not psutil.pid_exists(d["server"]["pid"]), 30, "the server to exit")
 
 
 def test_dummy_model_folder_has_the_catalog_shape_and_a_word_tokenizer(tmp_path):
@@ -157,3 +157,21 @@ def test_dummy_model_folder_has_the_catalog_shape_and_a_word_tokenizer(tmp_path)
     argv = build_server_command(r, str(folder), "127.0.0.1", 1, platform="cuda").argv
     assert argv[argv.index("--load-format") + 1] == "dummy"
     assert dummy_model_folder("meta-textgeneration-llama-3-8b-instruct", dest_root=tmp_path) == folder  # cached
+
+
+def test_a_server_start_and_stop_are_logged(tmp_path, caplog):
+    """Library logging, not prints: the start (pid, URL, log file), readiness and the stop."""
+    from jupyter_ext.engine import free_port
+    from jupyter_ext.engine.args import ServerCommand
+    from jupyter_ext.engine.server import LocalServer
+
+    port = free_port()
+    cmd = ServerCommand([sys.executable, "-m", "jupyter_ext.bench.schedule_server", "--port", str(port)])
+    srv = LocalServer(cmd, "127.0.0.1", port, tmp_path / "server.log", start_timeout_s=60)
+    caplog.set_level("INFO", logger="jupyter_ext.engine.server")
+    with srv:
+        assert srv.alive()
+    assert not srv.alive()
+    text = caplog.text
+    assert f"started vLLM server pid {srv.pid} on http://127.0.0.1:{port}" in text
+    assert f"pid {srv.pid} ready after" in text and f"stopping vLLM server pid {srv.pid}" in text

@@ -151,6 +151,21 @@ def test_bench_uses_config_settings_and_stores_result(ip, tmp_path, schedule_ser
     assert len(run(ip, "chart @res").axes) == 4
 
 
+def test_bench_takes_a_dataset_file(ip, tmp_path, schedule_server_factory):
+    srv = schedule_server_factory(ttft_ms=1, itl_ms=1)
+    data = tmp_path / "rows.jsonl"
+    data.write_text("".join(f'{{"messages": [{{"role": "user", "content": "q{i}"}}], "max_tokens": 2}}\n'
+                            for i in range(4)))
+    ip.user_ns["data"] = str(data)
+    res = run(ip, f"bench --url {srv.base_url} --dataset @data --dataset-sample 2 --seed 3 --concurrency 1 "
+                  "--prompts 2 -o res")
+    assert ip.user_ns["res"] is res and res.status == "complete"
+    assert res.dataset["rows"] == 4 and res.dataset["rows_used"] == 2 and res.workload_kind == "dataset"
+    data.write_text('{"messages": "hello"}\n')
+    with pytest.raises(UsageError, match="line 1: 'messages' must be a non-empty list"):
+        run(ip, f"bench --url {srv.base_url} --dataset @data")
+
+
 def test_background_bench_returns_at_once_and_stop_keeps_finished_levels(ip, schedule_server_factory):
     srv = schedule_server_factory(ttft_ms=5, itl_ms=20)  # 30 tokens x 20 ms: each level takes seconds
     job = run(ip, f"bench --url {srv.base_url} --concurrency 1,2,4 --prompts 8 --max-tokens 30 "
@@ -185,8 +200,26 @@ def test_interrupting_a_blocking_bench_keeps_finished_levels(ip, schedule_server
 
 
 def test_bench_reports_a_failing_run_as_usage_error(ip):
-    with pytest.raises(UsageError, match="BenchError"):
+    with pytest.raises(UsageError, match=r"EndpointUnreachableError: cannot connect to 127.0.0.1:9 \(connection refused\)"):
         run(ip, "bench --url http://127.0.0.1:9 " + SMALL)  # nothing listens on port 9
+
+
+def test_a_failed_level_fails_the_cell_and_keeps_the_result(ip, schedule_server_factory):
+    srv = schedule_server_factory(ttft_ms=1, itl_ms=1, fail_every=2)
+    with pytest.raises(UsageError, match="BenchFailedError: the benchmark has failed levels") as e:
+        run(ip, f"bench --url {srv.base_url} --max-failed-share 0.2 --warmup 0 {SMALL} -o res")
+    assert "HTTP 500: injected failure" in str(e.value) and "`res`" in str(e.value)
+    kept = ip.user_ns["res"]
+    assert kept.status == "failed" and all(lv.failed for lv in kept.levels)
+
+
+def test_bench_rates_from_the_magic(ip, schedule_server_factory):
+    srv = schedule_server_factory(ttft_ms=1, itl_ms=1)
+    res = run(ip, f"bench --url {srv.base_url} --rate 30,60 --arrival constant --cooldown 1 {SMALL}")
+    assert [(lv.request_rate, lv.arrival, lv.cooldown_excluded) for lv in res.levels] == [
+        (30.0, "constant", 1), (60.0, "constant", 1)]
+    swept = run(ip, f"bench --url {srv.base_url} --sweep 2 {SMALL}")
+    assert [lv.kind for lv in swept.levels] == ["saturation", "rate", "rate"] and swept.saturation
 
 
 def test_serve_tracks_the_server_bench_reuses_it_and_stop_ends_it(ip, monkeypatch, tmp_path):
@@ -260,7 +293,7 @@ def test_cli_and_magic_build_the_same_bench_spec():
     from jupyter_ext.verbs import run as verbs_run, table
 
     line = ["bench", "ngram", "--baseline", "baseline", "--concurrency", "1,2", "--prompts", "3", "--rate", "2",
-            "--max-tokens", "9", "--discount", "0.25", "--no-ignore-eos"]
+            "--max-tokens", "9", "--discount", "0.25", "--no-ignore-eos", "--workload", "open", "--seed", "5"]
     specs = [verbs_run.bench_spec(a.recipe, **table.bench_options(a, face))
              for a, face in ((build_parser().parse_args(line), table.CLI),
                              (build_magic_parser().parse_args(line), table.MAGIC))]
@@ -268,4 +301,5 @@ def test_cli_and_magic_build_the_same_bench_spec():
     s = specs[0]
     assert s.load.concurrency == (1, 2) and s.load.num_prompts == 3 and s.load.request_rate == 2
     assert s.workload.max_tokens == 9 and s.pricing.discount == 0.25 and s.target.ignore_eos is False
+    assert (s.workload.workload, s.workload.seed) == ("open", 5)
     assert [t.recipe.name for t in s.runs()] == ["baseline", "ngram"]

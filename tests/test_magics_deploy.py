@@ -237,8 +237,12 @@ def test_simulate_returns_the_result_with_its_timeline(ip, tmp_path):
     assert isinstance(report, SimulationReport) and ip.user_ns["sim"] is report
     summary = report.summary()
     assert summary["requests"] > 1000 and summary["time_to_detect_s"] is not None
-    html = report._repr_html_()
-    assert "Fleet simulation" in html and "data:image/png;base64," in html
+    # a notebook shows the chart as an image output (not base64 inside HTML), with the summary
+    # as its text; IPython's own formatter is what builds the cell's output
+    data, _ = ip.display_formatter.format(report)
+    assert data["image/png"][:8] == b"\x89PNG\r\n\x1a\n" and "Fleet simulation" in data["text/plain"]
+    assert "text/html" not in data and not hasattr(report, "_repr_html_")
+    assert "<table>" in report.result._repr_html_()  # the summary table is the result's
     assert report.png()[:8] == b"\x89PNG\r\n\x1a\n" and (tmp_path / "t.png").stat().st_size > 10_000
     cheaper = run(ip, "simulate --ramp 0:1,300:4 --duration 900 --max 6 --target-value 10")
     assert cheaper.result.instance_hours < report.result.instance_hours
@@ -264,7 +268,7 @@ def test_simulate_leaves_pyplot_alone():
     code = ("import sys\nfrom IPython.core.interactiveshell import InteractiveShell\n"
             "ip = InteractiveShell.instance(); ip.run_line_magic('load_ext', 'jupyter_ext')\n"
             "r = ip.run_line_magic('optimize', 'simulate --duration 600 --ramp 0:1,120:3')\n"
-            "assert r._repr_html_()\nprint('matplotlib.pyplot' in sys.modules)")
+            "assert r._repr_mimebundle_()['image/png']\nprint('matplotlib.pyplot' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"

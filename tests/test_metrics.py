@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from jupyter_ext.bench.metrics import Percentiles, RequestSample, compute_metrics, percentile
+from jupyter_ext.bench.metrics import Percentiles, RequestSample, compute_metrics
 
 
 def sample(i, chunks, out_tokens, in_tokens=100, ok=True, queue=0.0):
@@ -13,13 +13,18 @@ def sample(i, chunks, out_tokens, in_tokens=100, ok=True, queue=0.0):
                          input_tokens=in_tokens, output_tokens=out_tokens, usage_from_server=True)
 
 
-def test_percentile_interpolates_like_numpy_linear():
-    v = [1.0, 2.0, 3.0, 4.0]
+def test_percentiles_interpolate_linearly_between_neighbours():
+    """numpy's "linear" method (vLLM's reports use it): any other method ("nearest",
+    "lower", "median_unbiased"...) gives other numbers for these four values."""
+    p = Percentiles.of([4.0, 1.0, 3.0, 2.0, None])
     # position (n-1)*q = 3*0.5 = 1.5 -> 2 + 0.5*(3-2) = 2.5
-    assert percentile(v, 50) == 2.5
-    # 3*0.9 = 2.7 -> 3 + 0.7*(4-3) = 3.7
-    assert percentile(v, 90) == pytest.approx(3.7)
-    assert percentile([7.0], 99) == 7.0
+    assert p.p50 == 2.5
+    # 3*0.9 = 2.7 -> 3 + 0.7*(4-3) = 3.7;  3*0.99 = 2.97 -> 3.97
+    assert p.p90 == pytest.approx(3.7) and p.p99 == pytest.approx(3.97)
+    assert (p.mean, p.min, p.max, p.count) == (2.5, 1.0, 4.0, 4)
+    assert all(type(x) is float for x in (p.p50, p.p90, p.p99))  # JSON-safe, not np.float64
+    one = Percentiles.of([7.0])
+    assert one.p50 == one.p99 == 7.0
 
 
 def test_level_metrics_by_hand():
@@ -72,3 +77,66 @@ def test_machine_label_is_the_same_in_every_process():
                            env={**os.environ, "PYTHONHASHSEED": seed}).stdout.strip()
             for seed in ("1", "2")}
     assert len(seen) == 1 and len(seen.pop()) == 8
+
+
+def _vllm_style_metrics(drafts_by_engine: dict[str, float]) -> str:
+    """What a vLLM server serves: prometheus_client counters with labels, HELP/TYPE lines,
+    their `_created` samples, and a per-position counter whose name shares the prefix."""
+    from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+
+    reg = CollectorRegistry()
+    drafts = Counter("vllm:spec_decode_num_drafts", "drafts", ["model_name", "engine"], registry=reg)
+    tokens = Counter("vllm:spec_decode_num_draft_tokens", "tokens", ["model_name", "engine"], registry=reg)
+    acc = Counter("vllm:spec_decode_num_accepted_tokens", "accepted", ["model_name", "engine"], registry=reg)
+    per_pos = Counter("vllm:spec_decode_num_accepted_tokens_per_pos", "per pos",
+                      ["model_name", "engine", "position"], registry=reg)
+    Gauge("vllm:num_requests_running", "running", registry=reg).set(3)
+    for engine, n in drafts_by_engine.items():
+        drafts.labels("m", engine).inc(n)
+        tokens.labels("m", engine).inc(3 * n)
+        acc.labels("m", engine).inc(n)
+        per_pos.labels("m", engine, "0").inc(1000)
+    return generate_latest(reg).decode()
+
+
+def test_spec_counters_sum_over_labels_of_the_exposition_format():
+    from jupyter_ext.bench.spec_metrics import SpecCounters
+
+    c = SpecCounters.parse(_vllm_style_metrics({"0": 10, "1": 30}))
+    # drafts 10 + 30; draft tokens 3x; accepted 1x; `_created` and per-position samples ignored
+    assert (c.drafts, c.draft_tokens, c.accepted_tokens) == (40.0, 120.0, 40.0)
+    s = c.summary()
+    assert s["acceptance_rate"] == pytest.approx(40 / 120) and s["mean_accepted_per_step"] == 2.0
+    # a server without speculation exports none of the counters
+    assert SpecCounters.parse("# HELP vllm:num_requests_running x\n# TYPE vllm:num_requests_running gauge\n"
+                              "vllm:num_requests_running 0.0\n") is None
+    with pytest.raises(ValueError):
+        SpecCounters.parse("vllm:spec_decode_num_drafts_total{engine=\"0\" 5\n")
+
+
+def test_a_non_prometheus_metrics_page_is_no_counters(tmp_path):
+    """An endpoint whose /metrics is not Prometheus text (or absent) gives None, not a crash."""
+    import http.server
+    import threading
+
+    from jupyter_ext.bench.spec_metrics import scrape_spec_counters
+
+    class H(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = b"<html>{not metrics</html>\n"
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *a):
+            pass
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+    t = threading.Thread(target=srv.serve_forever, daemon=True)
+    t.start()
+    try:
+        assert scrape_spec_counters(f"http://127.0.0.1:{srv.server_address[1]}") is None
+    finally:
+        srv.shutdown()
+        srv.server_close()

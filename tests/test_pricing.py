@@ -19,7 +19,6 @@ from jupyter_ext.pricing import (
 )
 
 boto3 = pytest.importorskip("boto3")
-from botocore.exceptions import NoCredentialsError  # noqa: E402
 from botocore.stub import Stubber  # noqa: E402
 
 
@@ -119,13 +118,16 @@ def _price_item(instance: str, usd: str) -> str:
 
 
 class _Session:
-    """Stands in for a boto3 Session: hands out the client the test prepared."""
+    """Stands in for a boto3 Session: hands out the client the test prepared, and keeps the
+    botocore Config the code asked for."""
 
     def __init__(self, client):
         self._client = client
+        self.config = None
 
-    def client(self, name, region_name=None):
+    def client(self, name, region_name=None, config=None):
         assert (name, region_name) == ("pricing", "us-east-1")
+        self.config = config
         return self._client
 
 
@@ -162,13 +164,45 @@ def test_fetch_on_demand_rate_empty_price_list():
         fetch_on_demand_rate("ml.g5.12xlarge", session=_Session(client))
 
 
-def test_fetch_on_demand_rate_without_credentials():
-    class _NoCredsClient:
-        def get_products(self, **kwargs):
-            raise NoCredentialsError()
+def test_fetch_on_demand_rate_reads_every_page_with_the_shared_retries():
+    """The Price List API pages its products: the paginator follows NextToken (a rate on the
+    second page is still found, and two different rates are still refused), and the client
+    is made with the retry budget every other AWS client of the toolkit has."""
+    from jupyter_ext.base.aws_config import retry_config
 
+    client, stub = _stubbed_client()
+    base = {"ServiceCode": "AmazonSageMaker", "MaxResults": 100, "Filters": price_filters("ml.g5.12xlarge", "us-east-1")}
+    stub.add_response("get_products", {"FormatVersion": "aws_v1", "PriceList": [], "NextToken": "page2"}, base)
+    stub.add_response("get_products", {"FormatVersion": "aws_v1",
+                                       "PriceList": [_price_item("ml.g5.12xlarge", "7.09")]},
+                      {**base, "NextToken": "page2"})
+    session = _Session(client)
+    with stub:
+        assert fetch_on_demand_rate("ml.g5.12xlarge", session=session) == pytest.approx(7.09)
+    stub.assert_no_pending_responses()
+    assert session.config.retries == retry_config().retries == {"mode": "adaptive", "total_max_attempts": 8}
+
+    client, stub = _stubbed_client()
+    stub.add_response("get_products", {"FormatVersion": "aws_v1", "NextToken": "p2",
+                                       "PriceList": [_price_item("ml.g5.12xlarge", "7.09")]}, base)
+    stub.add_response("get_products", {"FormatVersion": "aws_v1",
+                                       "PriceList": [_price_item("ml.g5.12xlarge", "8.00")]}, {**base, "NextToken": "p2"})
+    with stub, pytest.raises(PricingError, match="found 7.09, 8"):
+        fetch_on_demand_rate("ml.g5.12xlarge", session=_Session(client))
+
+
+def test_fetch_on_demand_rate_without_credentials(monkeypatch, tmp_path):
+    """A real client with no credentials anywhere: botocore raises NoCredentialsError when it
+    signs the first page's request, before anything is sent."""
+    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE",
+                "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+                "AWS_WEB_IDENTITY_TOKEN_FILE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     with pytest.raises(PricingError, match="no AWS credentials.*falls back"):
-        fetch_on_demand_rate("ml.g5.12xlarge", session=_Session(_NoCredsClient()))
+        fetch_on_demand_rate("ml.g5.12xlarge", session=boto3.session.Session())
 
 
 def test_instance_rate_snapshot_and_api_fallback(monkeypatch):

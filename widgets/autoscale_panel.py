@@ -49,12 +49,14 @@ class AutoscalePanel(W.VBox):
         self.reason = W.HTML()
         self.output = W.HTML()
         for w, hook in ((self.simulate, "simulate"), (self.attach, "attach"), (self.reason, "attach-reason"),
-                        (self.simulation, "simulation"), (self.output, "autoscale-result")):
+                        (self.simulation, "simulation"), (self.timeline, "timeline"),
+                        (self.output, "autoscale-result")):
             w.add_class(f"jo-{hook}")
         where = W.VBox([self.endpoint, self.variant, self.component, self.region])
         sim = W.VBox([self.ramp, self.duration, self.instance, self.ttft_slo, self.bench_result])
         super().__init__([W.HBox([W.VBox(self.settings), sim]), self.message,
-                          W.HBox([self.simulate, self.reason]), self.simulation, W.HTML("<b>Endpoint</b>"), where,
+                          W.HBox([self.simulate, self.reason]), self.simulation, self.timeline,
+                          W.HTML("<b>Endpoint</b>"), where,
                           W.HBox([self.attach, self.attach_dry_run, self.show, self.detach]), self.output],
                          **kwargs)
         self.add_class("jo-autoscale-panel")
@@ -94,7 +96,8 @@ class AutoscalePanel(W.VBox):
         self.bench_result = W.Text(value="", description="bench result", **st,
                                    placeholder="JSON path (empty: estimate 30 tok/s, saturation 16)")
         self.simulate = W.Button(description="Simulate", icon="line-chart")
-        self.simulation = W.HTML()
+        self.simulation = W.HTML()  # the summary table
+        self.timeline = W.Image(format="png", layout=W.Layout(max_width="100%", display="none"))
 
     # -- state -----------------------------------------------------------------------------
     def _validate(self) -> None:
@@ -143,6 +146,7 @@ class AutoscalePanel(W.VBox):
     def _simulate(self, _button: Any = None) -> None:
         self.message.clear()
         self.simulation.value = "<i>simulating ...</i>"
+        self.timeline.layout.display = "none"
         try:
             rate = catalog.get_instance(self.instance.value).usd_per_hour
             report = scenario.run(scenario.Scenario(
@@ -152,7 +156,9 @@ class AutoscalePanel(W.VBox):
             self.simulation.value = ""
             raise
         self.report = report
-        self.simulation.value = report._repr_html_()
+        self.simulation.value = report.result._repr_html_()
+        self.timeline.value = report.png()  # the PNG bytes themselves, as the notebook shows them
+        self.timeline.layout.display = None
 
     def _attach(self, _button: Any = None) -> None:
         from jupyter_ext.autoscale import policy

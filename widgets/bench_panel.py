@@ -36,6 +36,18 @@ def parse_levels(text: str) -> list[int]:
         raise BenchError(f"concurrency levels: {e}") from None
 
 
+def parse_rates(text: str) -> list[float] | None:
+    """'' -> None (closed loop); '1,2.5' -> [1.0, 2.5] req/s, with the faces' shared parser."""
+    from jupyter_ext.verbs.table import parse_float_list
+
+    if not text.strip():
+        return None
+    try:
+        return parse_float_list(text)
+    except argparse.ArgumentTypeError as e:
+        raise BenchError(f"request rates: {e}") from None
+
+
 def chart_png(results: list[Any], kind: str = "dashboard") -> bytes:
     """The result chart as PNG bytes (no pyplot: safe from the worker thread)."""
     from jupyter_ext import charts
@@ -64,10 +76,25 @@ class BenchmarkPanel(W.VBox):
                                            description="max tokens", **wide)
         self.input_scale = W.BoundedFloatText(value=1.0, min=0.01, max=4.0, step=0.1, description="input scale",
                                               **wide)
+        self.rate = W.Text(value="", description="rate req/s", placeholder="empty: closed loop; e.g. 1,2,4",
+                           tooltip="request rate(s); the highest concurrency caps in-flight requests", **wide)
+        self.arrival = W.Dropdown(options=["poisson", "constant"], value="poisson", description="arrival", **wide)
+        self.sweep = W.BoundedIntText(value=0, min=0, max=64, description="sweep rates",
+                                      tooltip="N > 0: find saturation, then N rates up to it", **wide)
+        self.workload = W.Dropdown(options=["copy", "open"], value="copy", description="workload",
+                                   tooltip="copy: questions over a quoted passage; open: nothing to quote", **wide)
+        self.dataset = W.Text(value="", description="dataset", layout=W.Layout(width="600px"),
+                              placeholder="empty: the built-in workload; else a .jsonl/.json/.csv file", **wide)
         self.url = W.Text(value="", description="endpoint", placeholder="empty: start vLLM for the recipe",
                           layout=W.Layout(width="600px"), **wide)
         self.instance = W.Dropdown(options=[i.name for i in catalog.list_instances()], value=instance,
                                    description="price as", **wide)
+        self.slo = W.Text(value="", description="SLO", placeholder="e.g. ttft_p99=2s,tpot_p50=50ms (adds goodput)",
+                          layout=W.Layout(width="600px"), **wide)
+        self.repeats = W.BoundedIntText(value=1, min=1, max=100, description="repeats",
+                                        tooltip="runs of every level; > 1 adds 95% intervals", **wide)
+        self.report = W.Button(description="HTML report", icon="file", disabled=True,
+                               tooltip="write report.html of the finished run (self-contained)")
         self.run = W.Button(description="Run benchmark", button_style="primary", icon="play")
         self.stop = W.Button(description="Stop", icon="stop", disabled=True)
         self.reason = W.HTML()
@@ -77,15 +104,19 @@ class BenchmarkPanel(W.VBox):
         self.chart = W.Output()
         for w, cls in ((self.run, "jo-run"), (self.stop, "jo-stop"), (self.reason, "jo-run-reason"),
                        (self.table, "jo-table"), (self.chart, "jo-chart"), (self.status, "jo-status"),
-                       (self.url, "jo-url"), (self.concurrency, "jo-concurrency")):
+                       (self.url, "jo-url"), (self.concurrency, "jo-concurrency"), (self.rate, "jo-rate"),
+                       (self.arrival, "jo-arrival"), (self.sweep, "jo-sweep"), (self.dataset, "jo-dataset"),
+                       (self.slo, "jo-slo"), (self.report, "jo-report")):
             w.add_class(cls)
         settings = [W.HBox([self.concurrency, self.prompts]), W.HBox([self.max_tokens, self.input_scale]),
-                    self.url, self.instance]
-        super().__init__([*settings, W.HBox([self.run, self.stop, self.reason]), self.progress, self.status,
+                    W.HBox([self.rate, self.arrival, self.sweep]), self.workload, self.dataset, self.url,
+                    self.instance, self.slo, self.repeats]
+        super().__init__([*settings, W.HBox([self.run, self.stop, self.report, self.reason]), self.progress, self.status,
                           self.message, self.table, self.chart], **kwargs)
         self.add_class("jo-bench-panel")
         self.run.on_click(shown_in(self.message)(self._start))
         self.stop.on_click(shown_in(self.message)(lambda _b: self.job and self.job.stop()))
+        self.report.on_click(shown_in(self.message)(self._report))
         if builder is not None:
             builder.observe(lambda _c: self._sync_run_button(), names="error")
         self._sync_run_button()
@@ -110,7 +141,11 @@ class BenchmarkPanel(W.VBox):
     def _options(self) -> dict[str, Any]:
         opts: dict[str, Any] = dict(concurrency=parse_levels(self.concurrency.value),
                                     num_prompts=self.prompts.value or None, max_tokens=self.max_tokens.value,
-                                    input_scale=self.input_scale.value, instance=self.instance.value)
+                                    input_scale=self.input_scale.value, instance=self.instance.value,
+                                    request_rate=parse_rates(self.rate.value), arrival=self.arrival.value,
+                                    sweep_rates=self.sweep.value or None,
+                                    workload=self.workload.value, dataset=self.dataset.value.strip() or None,
+                                    slo=self.slo.value.strip() or None, repeats=self.repeats.value)
         if self.results_dir:
             opts["results_dir"] = self.results_dir
         return opts
@@ -148,8 +183,26 @@ class BenchmarkPanel(W.VBox):
         shown = [r for r in job.results if r.levels]
         if shown:
             self.chart.append_display_data(Image(data=chart_png(shown), format="png"))
-        if job.result is not None and getattr(job.result, "path", None):
+        failure = run.bench_failure(job.result) if job.result is not None else None
+        if failure is not None:
+            self.message.error(failure)
+        elif job.result is not None and getattr(job.result, "path", None):
             self.message.note(f"saved {job.result.path}")
+        self.report.disabled = not shown
+
+    def _report(self, _button: Any = None) -> Any:
+        """Write the self-contained HTML report of the finished run next to its results."""
+        from pathlib import Path
+
+        from jupyter_ext.verbs.tune import report
+
+        shown = [r for r in (self.job.results if self.job else []) if r.levels]
+        if not shown:
+            raise BenchError("no finished benchmark to report; run one first")
+        where = Path(shown[-1].path).with_suffix(".html") if shown[-1].path else Path("report.html")
+        rep = report(shown, str(where))
+        self.message.note(f"report written: {rep.path}")
+        return rep
 
     def wait(self, timeout: float | None = None) -> Any:
         """Wait for the running benchmark (for code that drives the panel) and return its result."""

@@ -19,7 +19,7 @@ from traitlets import Unicode
 
 from jupyter_ext import defaults
 from jupyter_ext.recipes import Recipe, check_stack, load_recipe, recipe_from_dict
-from jupyter_ext.techniques.registry import section_methods
+from jupyter_ext.techniques.registry import get as get_technique, section_methods
 
 from .messages import MessageArea, shown_in
 
@@ -37,7 +37,8 @@ def recipe_from_choices(name: str, model: str = defaults.DEFAULT_MODEL, *, base:
     if speculative == "draft_model":
         data["speculative"] = {"method": "draft_model", "model": draft_model, "num_tokens": num_tokens}
     elif speculative != "none":  # any other registered method: its own defaults plus the draft length
-        data["speculative"] = {"method": speculative, "num_tokens": num_tokens}
+        fields = get_technique("speculative", speculative).schema.model_fields  # eagle has none (SageMaker picks)
+        data["speculative"] = {"method": speculative, **({"num_tokens": num_tokens} if "num_tokens" in fields else {})}
     if quantize != "none":
         data["quantize"] = {"method": quantize}
     if compile:

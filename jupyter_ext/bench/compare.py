@@ -16,7 +16,8 @@ COMPARED = [
 
 @dataclass
 class Comparison:
-    """recipe / baseline ratios at each concurrency both results measured."""
+    """recipe / baseline ratios at each level both results measured (the same concurrency, and
+    the same request rate for rate levels)."""
 
     recipe: BenchResult
     baseline: BenchResult
@@ -24,23 +25,26 @@ class Comparison:
 
     @classmethod
     def of(cls, recipe: BenchResult, baseline: BenchResult) -> "Comparison":
-        base = {r["concurrency"]: r for r in baseline.rows()}
+        base = {(r["concurrency"], r.get("rate req/s")): r for r in baseline.rows()}
         rows = []
         for r in recipe.rows():
-            b = base.get(r["concurrency"])
+            b = base.get((r["concurrency"], r.get("rate req/s")))
             if b is None:
                 continue
             row = {"concurrency": r["concurrency"]}
+            if r.get("rate req/s") is not None:
+                row["rate req/s"] = r["rate req/s"]
             for col, _ in COMPARED:
                 row[f"{col} ratio"] = r[col] / b[col] if b[col] else float("nan")
             rows.append(row)
         return cls(recipe, baseline, rows)
 
-    def ratio(self, column: str, concurrency: int) -> float:
+    def ratio(self, column: str, concurrency: int, rate: float | None = None) -> float:
         for r in self.rows:
-            if r["concurrency"] == concurrency:
+            if r["concurrency"] == concurrency and r.get("rate req/s") == rate:
                 return r[f"{column} ratio"]
-        raise KeyError(f"concurrency {concurrency} was not measured by both results")
+        at = f" at {rate} req/s" if rate is not None else ""
+        raise KeyError(f"concurrency {concurrency}{at} was not measured by both results")
 
     def to_dict(self) -> dict:
         return {"recipe": self.recipe.name, "baseline": self.baseline.name, "rows": self.rows,

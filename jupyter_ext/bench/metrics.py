@@ -17,9 +17,10 @@ is only a fallback and is flagged.
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, field
 from typing import Iterable, Sequence
+
+import numpy as np
 
 
 @dataclass
@@ -39,6 +40,10 @@ class RequestSample:
     usage_from_server: bool = False
     error: str | None = None
     text: str = ""
+    error_kind: str | None = None  # bench.failures: connect, http_4xx, http_5xx, not_stream, timeout, ...
+    finished_at: float = 0.0  # monotonic time the request ended (ok or not), absolute
+    cooldown: bool = False  # one of the level's last completions, kept but left out of its metrics
+    turn: int = 0  # multi-turn workloads: the turn of its conversation (0 = the first)
     model: str | None = None  # the adapter the request asked for (None: the endpoint's model)
 
     @property
@@ -78,22 +83,13 @@ class Percentiles:
         if not v:
             nan = float("nan")
             return cls(nan, nan, nan, nan, nan, nan, 0)
-        return cls(sum(v) / len(v), percentile(v, 50), percentile(v, 90), percentile(v, 99), v[0], v[-1], len(v))
+        # numpy's "linear" method: position (n - 1) * q / 100 between the two neighbours,
+        # the same definition vLLM's benchmark reports use.
+        p50, p90, p99 = (float(x) for x in np.percentile(v, [50, 90, 99], method="linear"))
+        return cls(sum(v) / len(v), p50, p90, p99, v[0], v[-1], len(v))
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def percentile(sorted_values: Sequence[float], q: float) -> float:
-    """Linear-interpolated percentile (numpy's default method) of already sorted values."""
-    n = len(sorted_values)
-    if n == 1:
-        return float(sorted_values[0])
-    pos = (n - 1) * q / 100.0
-    lo = math.floor(pos)
-    hi = min(lo + 1, n - 1)
-    frac = pos - lo
-    return float(sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * frac)
 
 
 @dataclass

@@ -9,28 +9,57 @@ from __future__ import annotations
 import json
 import threading
 import time
+import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Callable
 
 from .. import defaults
-from ..errors import BenchError
+from ..errors import BenchError, EndpointRejectedError, EndpointUnreachableError
 from ..recipes import Recipe
 from .client import Endpoint
+from .failures import server_message
+from .integrity import integrity_warnings
 from .metrics import RequestSample
 from .result import BenchResult, LevelResult
 from .spec import BenchSpec, Target
 from .sweep import run_sweep, run_sweep_in_thread
-from .workload import assign_adapters, build_workload
+from .workload import assign_adapters
 
 
-def _served_model(base_url: str) -> str:
+def served_model(base_url: str, model: str | None = None) -> str:
+    """The model to ask `base_url` for, checked against its /v1/models before any request:
+    the first one listed when `model` is None. Nothing listening is an
+    EndpointUnreachableError; a model the server does not list, an EndpointRejectedError
+    naming the ones it does. A server without /v1/models is taken at its word for `model`."""
+    url = base_url.rstrip("/") + "/v1/models"
     try:
-        with urllib.request.urlopen(base_url.rstrip("/") + "/v1/models", timeout=10) as r:
-            return json.load(r)["data"][0]["id"]
-    except Exception as e:  # noqa: BLE001 - turned into a named error with the fix
-        raise BenchError(f"could not read the served model from {base_url}/v1/models ({e}); "
-                         f"pass the model name explicitly (--model)") from None
+        with urllib.request.urlopen(url, timeout=10) as r:
+            ids = [m["id"] for m in json.load(r)["data"]]
+    except urllib.error.HTTPError as e:
+        if model is not None:
+            return model
+        raise EndpointRejectedError(f"{url} answered HTTP {e.code}: {server_message(e.read().decode('utf-8', 'replace'))}; "
+                                    f"pass the served model name with --model") from None
+    except (urllib.error.URLError, OSError) as e:
+        reason = getattr(e, "reason", e)
+        where = urllib.parse.urlsplit(url)
+        why = "connection refused" if isinstance(reason, ConnectionRefusedError) else str(reason)
+        raise EndpointUnreachableError(f"cannot connect to {where.hostname}:{where.port or 80} ({why}) for {url}: "
+                                       f"is the server running, and at this address?") from None
+    except (ValueError, KeyError, IndexError, TypeError):
+        if model is not None:
+            return model
+        raise BenchError(f"{url} did not answer with a model list; pass the model name explicitly (--model)") from None
+    if not ids and model is None:
+        raise BenchError(f"{url} lists no models; pass the model name explicitly (--model)")
+    if model is None:
+        return ids[0]
+    if model not in ids:
+        raise EndpointRejectedError(f"model {model!r} is not served at {base_url} (its /v1/models lists "
+                                    f"{', '.join(ids) or 'none'}); pass one of them with --model, or leave --model out")
+    return model
 
 
 def _result_path(results_dir: str | Path, name: str) -> Path:
@@ -43,7 +72,7 @@ def run_target(spec: BenchSpec, target: Target, *, server=None, progress: bool =
     """Measure `target` with the spec's load, workload and pricing; the result is saved after
     every level (so an interrupt or a failure keeps the finished ones)."""
     recipe, load, wl, price = target.recipe, spec.load, spec.workload, spec.pricing
-    sweep = load.sweep(seed=wl.seed)
+    sweep = load.sweep(seed=wl.seed, rows=wl.rows)
     name = spec.name or target.name
     save_path = _result_path(spec.results_dir or defaults.results_dir(), name)
     runner = run_sweep_in_thread if _loop_running() else run_sweep
@@ -51,24 +80,28 @@ def run_target(spec: BenchSpec, target: Target, *, server=None, progress: bool =
 
     def run(base_url: str, served: str, model_path: str | None, server_info: dict | None,
             alive: Callable[[], bool] | None) -> BenchResult:
-        workload = build_workload(max(sweep.requests_at(c) for c in sweep.concurrency), wl.max_tokens,
-                                  wl.input_scale, wl.seed, tokenizer_path=model_path or target.tokenizer_path)
-        if wl.adapters:
+        # every level, repeat and warm-up gets prompts of its own (prefix-cache hygiene); a
+        # dataset with fewer rows than that cycles through them
+        workload = wl.build(sweep.prompts_needed(), tokenizer_path=model_path or target.tokenizer_path)
+        if wl.adapters:  # each request's model field names its adapter (a conversation keeps one)
             workload = assign_adapters(workload, wl.adapter_names(recipe), wl.adapter_skew, wl.seed)
         ep = client or Endpoint(base_url, served, api=target.api, ignore_eos=target.ignore_eos,
                                 extra_body=dict(target.extra_body or {}))
         result = BenchResult(name=name, recipe=recipe.to_dict() if recipe else None, endpoint=ep.to_dict(),
-                             workload=workload.summary(), server=server_info, instance=price.instance,
-                             discount=price.discount)
+                             workload={**workload.summary(), "prompts_per_level": {str(c): sweep.requests_at(c) for c in
+                                                                                     sweep.concurrency},
+                                       "repeats": sweep.repeats, "fresh_prompts_per_level": True},
+                             server=server_info, instance=price.instance,
+                             discount=price.discount, slo=str(spec.slo) if spec.slo else None)
         if recipe is not None and recipe.engine.weights == "dummy":
             from ..store.dummy_model import DUMMY_NOTE
 
             result.notes.append(DUMMY_NOTE)
 
         def level_done(level: LevelResult) -> None:
-            note = speculation_warning(recipe, level)
-            if note:
-                result.notes.append(note)
+            for note in [speculation_warning(recipe, level), *integrity_warnings(level)]:
+                if note:
+                    result.notes.append(note)
             if on_level:
                 on_level(level)
 
@@ -78,7 +111,7 @@ def run_target(spec: BenchSpec, target: Target, *, server=None, progress: bool =
     if client is not None:
         return run(client.base_url, client.model, None, None, None)
     if target.url is not None and server is None:
-        return run(target.url, target.model or _served_model(target.url), None, None, None)
+        return run(target.url, served_model(target.url, target.model), None, None, None)
     if server is None:
         from ..engine import registry
 

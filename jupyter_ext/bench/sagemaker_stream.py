@@ -13,9 +13,11 @@ which the client reads and times exactly like a local vLLM stream (bench.sse).
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from typing import Any, AsyncIterator
 
+from .. import defaults
 from ..errors import BenchError
 from .client import Endpoint
 
@@ -91,8 +93,9 @@ def sagemaker_endpoint(endpoint_name: str, region: str | None = None, session: A
                        model: str = "sagemaker") -> Endpoint:
     """An Endpoint whose requests are signed and sent to a SageMaker endpoint.
 
-    `endpoint_url` overrides the runtime's URL (as it does for a boto3 client); without it,
-    botocore's resolution applies, configured overrides included."""
+    `endpoint_url` (else $JUPYTER_OPTIMIZE_AWS_ENDPOINT_URL, as for the deploy clients)
+    overrides the runtime's URL, as it does for a boto3 client; without either, botocore's
+    resolution applies, configured overrides included."""
     import boto3
 
     session = session or boto3.Session()
@@ -103,6 +106,7 @@ def sagemaker_endpoint(endpoint_name: str, region: str | None = None, session: A
     if creds is None:
         raise BenchError("no AWS credentials found; configure them (aws configure, a role, or env vars) "
                          "to benchmark a SageMaker endpoint")
+    endpoint_url = endpoint_url or os.environ.get(defaults.AWS_ENDPOINT_URL_ENV) or None
     meta = session.client(SERVICE, region_name=region, endpoint_url=endpoint_url).meta
     transport = SageMakerTransport(endpoint_name, meta.region_name, creds, meta.endpoint_url,
                                    inference_component, meta.service_model.signing_name)

@@ -4,7 +4,10 @@ Used to measure the harness itself: every request gets its first token `ttft_ms`
 server read it and one token every `itl_ms` after that, each sent at an absolute deadline
 (no drift from accumulated sleeps). A client's TTFT/ITL error is then its measured value
 minus the schedule. It can also fail requests (`--fail-every N`) or exit abruptly after N
-requests (`--die-after N`) to test how a sweep handles failures.
+requests (`--die-after N`) to test how a sweep handles failures. For the integrity checks
+it can export vLLM's prefix-cache counters at /metrics with a given hit rate
+(`--prefix-hit-rate 0.9`) and answer every Nth request with half its tokens, as a server
+that ignores ignore_eos would (`--short-every N`).
 
     python -m jupyter_ext.bench.schedule_server --port 8123 --ttft-ms 50 --itl-ms 10
 """
@@ -26,10 +29,11 @@ def _chunk(i: int, chat: bool, model: str) -> bytes:
     return b"data: " + json.dumps({"object": "chunk", "model": model, "choices": [choice]}).encode() + b"\n\n"
 
 
-def make_app(ttft_ms: float, itl_ms: float, fail_every: int = 0, die_after: int = 0, model: str = "schedule"):
+def make_app(ttft_ms: float, itl_ms: float, fail_every: int = 0, die_after: int = 0, model: str = "schedule",
+             prefix_hit_rate: float | None = None, short_every: int = 0):
     from aiohttp import web
 
-    state = {"n": 0, "late_s": []}
+    state = {"n": 0, "late_s": [], "prompt_tokens": 0}
 
     async def completions(request: web.Request) -> web.StreamResponse:
         t0 = time.perf_counter()
@@ -42,6 +46,12 @@ def make_app(ttft_ms: float, itl_ms: float, fail_every: int = 0, die_after: int 
             return web.json_response({"error": {"message": "injected failure"}}, status=500)
         chat = request.path.endswith("chat/completions")
         max_tokens = int(body.get("max_tokens", 16))
+        if short_every and n % short_every == 0:
+            max_tokens = max(1, max_tokens // 2)
+        # about 4 characters a token, as the workload estimates without a tokenizer
+        text = body.get("prompt") or "".join(m.get("content", "") for m in body.get("messages", []))
+        prompt_tokens = max(1, len(str(text)) // 4)
+        state["prompt_tokens"] += prompt_tokens
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await resp.prepare(request)
         for i in range(max_tokens):
@@ -49,7 +59,8 @@ def make_app(ttft_ms: float, itl_ms: float, fail_every: int = 0, die_after: int 
             await asyncio.sleep(max(0.0, due - time.perf_counter()))
             state["late_s"].append(time.perf_counter() - due)
             await resp.write(_chunk(i, chat, model))
-        usage = {"prompt_tokens": 10, "completion_tokens": max_tokens, "total_tokens": 10 + max_tokens}
+        usage = {"prompt_tokens": prompt_tokens, "completion_tokens": max_tokens,
+                 "total_tokens": prompt_tokens + max_tokens}
         await resp.write(b"data: " + json.dumps({"choices": [], "usage": usage}).encode() + b"\n\n")
         await resp.write(b"data: [DONE]\n\n")
         return resp
@@ -68,12 +79,25 @@ def make_app(ttft_ms: float, itl_ms: float, fail_every: int = 0, die_after: int 
         p = (lambda q: late[min(len(late) - 1, int(q * len(late)))] if late else 0.0)
         return web.json_response({"count": len(late), "p50_s": p(0.5), "p99_s": p(0.99), "max_s": late[-1] if late else 0})
 
+    async def stats(_request: web.Request) -> web.Response:
+        """How many completion requests reached the server (a harness that loses none counts as many)."""
+        return web.json_response({"received": state["n"]})
+
+    async def metrics(_request: web.Request) -> web.Response:
+        q = state["prompt_tokens"]
+        return web.Response(text=f"# TYPE vllm:prefix_cache_queries counter\n"
+                                 f'vllm:prefix_cache_queries_total{{engine="0"}} {float(q)}\n'
+                                 f'vllm:prefix_cache_hits_total{{engine="0"}} {float(q * prefix_hit_rate)}\n')
+
     app = web.Application()
+    if prefix_hit_rate is not None:
+        app.router.add_get("/metrics", metrics)
     app.router.add_post("/v1/chat/completions", completions)
     app.router.add_post("/v1/completions", completions)
     app.router.add_get("/v1/models", models)
     app.router.add_get("/health", health)
     app.router.add_get("/lateness", lateness)
+    app.router.add_get("/stats", stats)
     return app
 
 
@@ -87,8 +111,11 @@ def main() -> None:
     ap.add_argument("--itl-ms", type=float, default=10.0)
     ap.add_argument("--fail-every", type=int, default=0)
     ap.add_argument("--die-after", type=int, default=0)
+    ap.add_argument("--prefix-hit-rate", type=float, default=None)
+    ap.add_argument("--short-every", type=int, default=0)
     a = ap.parse_args()
-    web.run_app(make_app(a.ttft_ms, a.itl_ms, a.fail_every, a.die_after), host=a.host, port=a.port,
+    web.run_app(make_app(a.ttft_ms, a.itl_ms, a.fail_every, a.die_after, prefix_hit_rate=a.prefix_hit_rate,
+                         short_every=a.short_every), host=a.host, port=a.port,
                 print=None, access_log=None, backlog=4096)
 
 

@@ -24,6 +24,7 @@ from ..errors import BenchError
 if TYPE_CHECKING:
     from ..recipes import Recipe
     from .client import Endpoint
+    from .slo import SLO
 
 
 @dataclass(frozen=True)
@@ -71,48 +72,121 @@ class Target:
 
 @dataclass(frozen=True)
 class Load:
-    """How hard to push: concurrency levels (a sweep), requests per level, an optional
-    Poisson request rate (concurrency then caps what is in flight), and warm-up requests."""
+    """How hard to push, and which requests count.
+
+    Closed loop: `concurrency` levels, each a sweep level. Open loop: `request_rate` req/s
+    with `arrival` "poisson" (exponential gaps) or "constant" (evenly spaced); one rate with
+    several concurrencies sweeps the cap on in-flight requests, several rates are the levels
+    (the highest concurrency then caps what is in flight). `sweep_rates=N` first measures the
+    saturation throughput (closed loop at the highest concurrency), then N rates evenly up to
+    it. `warmup` requests before each level and the last `cooldown` completions of it are
+    left out of its metrics (and counted in the result). A level where more than
+    `max_failed_share` of its requests failed is marked failed. `repeats` runs every level
+    (a sweep's saturation level too) that many times, each on fresh prompts."""
 
     concurrency: tuple[int, ...] = tuple(defaults.DEFAULT_CONCURRENCY)
     num_prompts: int | None = None    # per level; None = 2 x concurrency, at least 4
-    request_rate: float | None = None
+    request_rate: "float | tuple[float, ...] | None" = None
     warmup: int | None = None         # per level; None = one per slot
+    arrival: str = "poisson"
+    sweep_rates: int | None = None
+    cooldown: int = 0
+    max_failed_share: float = 0.5
+    repeats: int = 1                  # runs of every level (fresh prompts each); >1 adds 95% intervals
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "concurrency", tuple(self.concurrency))
+        rate = self.request_rate
+        if isinstance(rate, (list, tuple)):
+            rate = tuple(float(r) for r in rate)
+            object.__setattr__(self, "request_rate", rate[0] if len(rate) == 1 else rate)
+        if isinstance(self.repeats, bool) or not isinstance(self.repeats, int) or self.repeats < 1:
+            raise BenchError(f"repeats must be a whole number >= 1 (got {self.repeats!r})")
         self.sweep()  # raises BenchError naming the bad value
 
-    def sweep(self, seed: int = 0) -> Any:
+    @property
+    def rates(self) -> list[float]:
+        r = self.request_rate
+        return [] if r is None else list(r) if isinstance(r, tuple) else [float(r)]
+
+    def sweep(self, seed: int = 0, rows: int = 0) -> Any:
+        """The sweep; without `num_prompts` a level sends at least `rows` requests (a
+        dataset's rows, each once)."""
         from .sweep import SweepSpec
 
         return SweepSpec(concurrency=list(self.concurrency), num_prompts=self.num_prompts, warmup=self.warmup,
-                         request_rate=self.request_rate, seed=seed)
+                         request_rate=self.request_rate if not isinstance(self.request_rate, tuple) else None,
+                         rates=self.rates if isinstance(self.request_rate, tuple) else [],
+                         arrival=self.arrival, sweep_rates=self.sweep_rates, cooldown=self.cooldown,
+                         max_failed_share=self.max_failed_share, seed=seed, at_least=rows, repeats=self.repeats)
 
 
 @dataclass(frozen=True)
 class Workload:
-    """The prompts: the seed's 500-1000-token question-answering shape, scaled by
-    `input_scale`, with `max_tokens` new tokens each, drawn with `seed`. With `adapters` N,
-    each request names one of the recipe's first N LoRA adapters as its model, spread
-    `adapter_skew` ('uniform' or 'zipf:S'), and the result reports latency per adapter."""
+    """The prompts: a built-in `workload` - `copy` (the seed's 500-1000-token question
+    answering over a quoted passage, scaled by `input_scale`) or `open` (open questions, no
+    passage) - or the rows of a `dataset` file (all, or `dataset_sample` of them), with
+    `max_tokens` new tokens each (a dataset row may give its own), drawn with `seed`.
+    A dataset is read and checked here, so a bad file fails before any server starts.
+    `workload_shape` "multi-turn" makes each simulated user hold a conversation of `turns`
+    requests (each prompt carries the earlier turns and the assistant's actual replies);
+    `shared_prefix` tokens of one system prefix start every prompt (what prefix caching
+    reuses). Both shape the built-in prompts; a dataset's rows are sent as they are.
+    With `adapters` N, each request names one of the recipe's first N LoRA adapters as its
+    model, spread `adapter_skew` ('uniform' or 'zipf:S'; a conversation keeps one adapter),
+    and the result reports latency per adapter."""
 
     max_tokens: int = defaults.DEFAULT_MAX_TOKENS
     input_scale: float = 1.0
     seed: int = 0
+    workload_shape: str = "single"
+    turns: int = 3
+    shared_prefix: int = 0
+    workload: str = "copy"
+    dataset: str | Path | None = None
+    dataset_sample: int | None = None
+    dataset_column: str | None = None
     adapters: int | None = None
     adapter_skew: str = "uniform"
+    loaded: Any = field(default=None, init=False, compare=False, repr=False)  # the checked Dataset
 
     def __post_init__(self) -> None:
-        from .workload import parse_adapter_skew
+        from .workload import KINDS, parse_adapter_skew
 
         if self.max_tokens < 1:
             raise BenchError(f"max tokens must be >= 1 (got {self.max_tokens})")
         if self.input_scale <= 0:
             raise BenchError(f"input scale must be > 0 (got {self.input_scale})")
+        if self.workload_shape not in WORKLOAD_SHAPES:
+            raise BenchError(f"workload shape must be one of {', '.join(WORKLOAD_SHAPES)} (got {self.workload_shape!r})")
+        if self.turns < 1:
+            raise BenchError(f"turns per conversation must be >= 1 (got {self.turns})")
+        if self.shared_prefix < 0:
+            raise BenchError(f"shared prefix must be >= 0 tokens (got {self.shared_prefix})")
+        if self.workload not in KINDS:
+            raise BenchError(f"workload must be one of {', '.join(KINDS)} (got {self.workload!r})")
         if self.adapters is not None and self.adapters < 1:
             raise BenchError(f"--adapters must be >= 1 (got {self.adapters})")
         parse_adapter_skew(self.adapter_skew)  # BenchError naming the two forms
+        if self.dataset is None:
+            if self.dataset_sample is not None or self.dataset_column is not None:
+                raise BenchError("--dataset-sample and --dataset-column need a --dataset file")
+            return
+        if self.workload != "copy":
+            raise BenchError(f"give --dataset or --workload {self.workload}, not both")
+        if self.input_scale != 1.0:
+            raise BenchError("--input-scale shapes the built-in workload; a dataset's prompts are sent as they are")
+        if self.turns_per_user > 1:
+            raise BenchError("--workload-shape multi-turn writes follow-up questions about the built-in prompts' "
+                             "topics; a dataset's rows are sent as they are (give a multi-turn row's whole "
+                             "conversation as its chat 'messages' instead)")
+        if self.shared_prefix:
+            raise BenchError("--shared-prefix prepends to the built-in prompts' system prompt; a dataset's rows "
+                             "are sent as they are (put the shared prefix in the file's rows instead)")
+        from .datasets import load_dataset
+
+        object.__setattr__(self, "loaded", load_dataset(self.dataset, column=self.dataset_column,
+                                                        sample=self.dataset_sample, seed=self.seed))
 
     def adapter_names(self, recipe: "Recipe | None") -> list[str]:
         """The adapters the requests spread over: the recipe's first `adapters` (none without)."""
@@ -124,6 +198,40 @@ class Workload:
             raise BenchError(f"--adapters {self.adapters} spreads requests over a recipe's LoRA adapters, but {what}; "
                              f"use a recipe with an adapters: section (e.g. adapters) and at most that many")
         return have[:self.adapters]
+
+    @property
+    def turns_per_user(self) -> int:
+        return self.turns if self.workload_shape == "multi-turn" else 1
+
+    @property
+    def kind(self) -> str:
+        """What the prompts are: `copy`, `open` or `dataset`."""
+        return "dataset" if self.dataset is not None else self.workload
+
+    @property
+    def rows(self) -> int:
+        """The dataset rows a benchmark may send (0 for a built-in workload)."""
+        return len(self.loaded.used) if self.loaded is not None else 0
+
+    def build(self, num_prompts: int, tokenizer_path: str | Path | None = None) -> Any:
+        """The prompt set (bench.workload.Workload) for levels of up to `num_prompts`
+        requests; a dataset gives its first `num_prompts` rows, and a level with more
+        requests than rows cycles through them. A multi-turn shape adds each prompt's
+        follow-up questions."""
+        from .workload import add_followups, build_open_workload, build_workload
+
+        if self.loaded is not None:
+            return self.loaded.workload(self.max_tokens, tokenizer_path, limit=num_prompts)
+        if self.workload == "open":
+            built = build_open_workload(num_prompts, self.max_tokens, self.seed, tokenizer_path=tokenizer_path,
+                                        shared_prefix=self.shared_prefix)
+        else:
+            built = build_workload(num_prompts, self.max_tokens, self.input_scale, self.seed,
+                                   tokenizer_path=tokenizer_path, shared_prefix=self.shared_prefix)
+        return add_followups(built, self.turns, self.seed) if self.turns_per_user > 1 else built
+
+
+WORKLOAD_SHAPES = ("single", "multi-turn")
 
 
 @dataclass(frozen=True)
@@ -157,6 +265,7 @@ class BenchSpec:
     baseline: "Recipe | None" = None
     results_dir: str | Path | None = None
     name: str | None = None
+    slo: "SLO | str | None" = None  # e.g. "ttft_p99=2s,tpot_p50=50ms": goodput and pass/fail per level
 
     def __post_init__(self) -> None:
         if isinstance(self.baseline, (str, Path)):
@@ -169,6 +278,13 @@ class BenchSpec:
                                  "SageMaker endpoint picks an adapter by its inference component instead")
             for target in self.runs():
                 self.workload.adapter_names(target.recipe)  # every run serves them, or a BenchError now
+        if self.workload.turns_per_user > 1 and (self.load.rates or self.load.sweep_rates):
+            raise BenchError("multi-turn conversations run closed loop (each user sends its next turn when "
+                             "the reply arrives): use --concurrency, not --rate or --sweep")
+        if self.slo is not None:
+            from .slo import SLO
+
+            object.__setattr__(self, "slo", SLO.parse(self.slo))  # BenchError with the accepted form
 
     @classmethod
     def of(cls, recipe: "Recipe | str | None" = None, **options: Any) -> "BenchSpec":
@@ -184,7 +300,7 @@ class BenchSpec:
                     groups[kind][key] = value
                     break
             else:
-                if key not in ("baseline", "results_dir", "name"):
+                if key not in ("baseline", "results_dir", "name", "slo"):
                     raise TypeError(f"unknown benchmark option {key!r}")
                 top[key] = value
         return cls(target=Target(recipe=recipe, **groups[Target]), load=Load(**groups[Load]),
@@ -200,10 +316,10 @@ class BenchSpec:
 
     @property
     def levels_total(self) -> int:
-        return len(self.load.concurrency) * len(self.runs())
+        return self.load.sweep().levels_count() * len(self.runs())
 
 
-_FIELDS = {kind: {f.name for f in dataclasses.fields(kind)} - {"recipe"}
+_FIELDS = {kind: {f.name for f in dataclasses.fields(kind) if f.init} - {"recipe"}
            for kind in (Target, Load, Workload, Pricing)}
 
 

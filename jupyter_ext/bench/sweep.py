@@ -1,42 +1,64 @@
-"""Run a workload against an endpoint at several concurrency levels (or request rates).
+"""Run a workload against an endpoint level by level: concurrencies, request rates, or a
+sweep that finds the saturation throughput and then samples rates below it.
 
-Two modes, as in vLLM's and GuideLLM's harnesses:
-  * fixed concurrency (closed loop): `c` workers each send the next prompt as soon as their
-    previous request finished; client queue time is zero by construction;
-  * request rate (open loop): arrivals are a Poisson process at `rate` req/s, optionally
-    capped at `c` in flight; a request that waits for a free slot records that wait as its
-    queue time, apart from TTFT.
-Each level starts with warm-up requests that are not recorded. The result is saved after
-every level, so an interrupt (Ctrl-C, or `stop_event` from a notebook) or a dying server
-keeps every finished level.
+Levels, as in vLLM's and GuideLLM's harnesses (how requests are sent: `loops.py`):
+  * concurrency levels (closed loop), one per `concurrency` value;
+  * one request rate with several concurrencies: the levels are caps on in-flight requests;
+  * several request rates: one level each, the highest concurrency capping what is in flight;
+  * `sweep_rates=N`: a closed-loop level at the highest concurrency measures the saturation
+    request throughput R (recorded in the result), then N rate levels at R/N, 2R/N, ..., R.
+Each level starts with warm-up requests and may end with `cooldown` completions that are
+both left out of its metrics and counted in it. Every level, repeat (`repeats`, merged into
+one level with 95% intervals) and warm-up sends prompts no earlier one sent (`block`), and
+the server's /metrics before and after give its prefix-cache hit rate (integrity.py). A level where more than `max_failed_share`
+of its requests failed is marked failed with its most common error; one failed because the
+server is gone or refuses ends the sweep. A first request that fails in a way no retry fixes
+(nothing listening, HTTP 4xx, no stream) ends the run at once with a named error. The result
+is saved after every level, so an interrupt (Ctrl-C, or `stop_event` from a notebook) or a
+dying server keeps every finished level.
 """
 
 from __future__ import annotations
 
 import asyncio
-import random
+import logging
+import math
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import Callable
 
 from ..errors import BenchError
-from .client import Endpoint, new_session, stream_request
+from .client import Endpoint
+from .failures import ends_sweep, level_failure
+from .loops import Guard, run_level
 from .metrics import RequestSample, compute_metrics, per_model
 from .result import BenchResult, LevelResult
-from .spec_metrics import SpecCounters, scrape_spec_counters
+from .integrity import level_integrity, merge_repeats
+from .spec_metrics import SpecCounters, scrape_metrics_text, spec_counters_in
 from .workload import Workload
+
+ARRIVALS = ("poisson", "constant")
+log = logging.getLogger(__name__)
 
 
 @dataclass
 class SweepSpec:
-    """What to run at each level. `num_prompts=None` means 2 x concurrency (at least 4)."""
+    """What to run at each level. `num_prompts=None` means 2 x concurrency, at least 4 and
+    at least `at_least` (a dataset's rows, so each is sent once a level)."""
 
     concurrency: list[int] = field(default_factory=lambda: [1, 2, 4, 8])
     num_prompts: int | None = None
     warmup: int | None = None  # requests per level before measuring; None = one per slot
-    request_rate: float | None = None
+    request_rate: float | None = None  # one rate for every concurrency level (caps)
     seed: int = 0
+    rates: list[float] = field(default_factory=list)  # several rates: the levels
+    arrival: str = "poisson"
+    sweep_rates: int | None = None
+    cooldown: int = 0
+    max_failed_share: float = 0.5
+    at_least: int = 0
+    repeats: int = 1  # runs of every level, each on prompts of its own
 
     def __post_init__(self) -> None:
         if not self.concurrency:
@@ -46,85 +68,91 @@ class SweepSpec:
             raise BenchError(f"concurrency levels must be whole numbers >= 1 (got {bad})")
         if self.num_prompts is not None and self.num_prompts < 1:
             raise BenchError(f"number of prompts per level must be >= 1 (got {self.num_prompts})")
-        if self.request_rate is not None and self.request_rate <= 0:
-            raise BenchError(f"request rate must be > 0 req/s (got {self.request_rate})")
+        for r in ([self.request_rate] if self.request_rate is not None else []) + list(self.rates):
+            if not r > 0 or math.isinf(r):
+                raise BenchError(f"request rate must be > 0 req/s (got {r})")
         if self.warmup is not None and self.warmup < 0:
             raise BenchError(f"warm-up requests must be >= 0 (got {self.warmup})")
+        if self.arrival not in ARRIVALS:
+            raise BenchError(f"arrival must be poisson or constant (got {self.arrival!r})")
+        if self.sweep_rates is not None and self.sweep_rates < 1:
+            raise BenchError(f"--sweep takes the number of rates to measure below saturation, >= 1 "
+                             f"(got {self.sweep_rates})")
+        if self.sweep_rates is not None and (self.rates or self.request_rate is not None):
+            raise BenchError("give --sweep N (rates found from the saturation throughput) or --rate, not both")
+        if self.cooldown < 0:
+            raise BenchError(f"cool-down completions must be >= 0 (got {self.cooldown})")
+        short = [c for c, _, _ in self.plan() if self.cooldown >= self.requests_at(c)]
+        if short:
+            raise BenchError(f"--cooldown {self.cooldown} leaves nothing to measure at concurrency {short[0]} "
+                             f"({self.requests_at(short[0])} requests); lower it or raise --prompts")
+        if not 0 <= self.max_failed_share <= 1:
+            raise BenchError(f"max failed share must be in [0, 1] (got {self.max_failed_share})")
+
+    @property
+    def cap(self) -> int:
+        """In-flight cap of rate levels given as a list (and of the sweep): the top concurrency."""
+        return max(self.concurrency)
+
+    def plan(self) -> list[tuple[int, float | None, str]]:
+        """(concurrency, rate or None, kind) of each level known before running; a sweep's rate
+        levels are added once its saturation level was measured."""
+        if self.sweep_rates is not None:
+            return [(self.cap, None, "saturation")]
+        if self.rates:
+            return [(self.cap, r, "rate") for r in self.rates]
+        kind = "rate" if self.request_rate is not None else "concurrency"
+        return [(c, self.request_rate, kind) for c in self.concurrency]
+
+    def sweep_rate_values(self, saturation_rps: float) -> list[float]:
+        """N rates evenly spaced up to the saturation throughput: R/N, 2R/N, ..., R."""
+        n = self.sweep_rates or 0
+        return [saturation_rps * i / n for i in range(1, n + 1)]
+
+    def levels_count(self) -> int:
+        return len(self.plan()) + (self.sweep_rates or 0)
+        if self.repeats < 1:
+            raise BenchError(f"repeats must be >= 1 (got {self.repeats})")
 
     def requests_at(self, c: int) -> int:
-        return self.num_prompts if self.num_prompts is not None else max(4, 2 * c)
+        return self.num_prompts if self.num_prompts is not None else max(4, 2 * c, self.at_least)
 
     def warmup_at(self, c: int) -> int:
         return c if self.warmup is None else self.warmup
 
     def total_requests(self) -> int:
-        return sum(self.requests_at(c) for c in self.concurrency)
+        return (sum(self.requests_at(c) for c, _, _ in self.plan())
+                + (self.sweep_rates or 0) * self.requests_at(self.cap)) * self.repeats
 
+    def describe(self) -> dict:
+        """The load settings recorded with the result."""
+        return {"arrival": self.arrival, "warmup": self.warmup, "cooldown": self.cooldown,
+                "max_failed_share": self.max_failed_share, "sweep_rates": self.sweep_rates,
+                "cap": self.cap if (self.rates or self.sweep_rates) else None, "repeats": self.repeats}
 
-async def _closed_loop(session, endpoint: Endpoint, workload: Workload, indices: list[int], c: int,
-                       max_tokens: int, on_done: Callable[[RequestSample], None] | None,
-                       stop: threading.Event | None) -> list[RequestSample]:
-    queue = list(reversed(indices))
-    samples: list[RequestSample] = []
+    def level_concurrencies(self) -> list[int]:
+        """The concurrency (in-flight cap) of every level in run order, a sweep's rates included."""
+        return [c for c, _, _ in self.plan()] + [self.cap] * (self.sweep_rates or 0)
 
-    async def worker() -> None:
-        while queue and not (stop and stop.is_set()):
-            i = queue.pop()
-            s = await stream_request(session, endpoint, workload.prompts[i % len(workload)], max_tokens)
-            samples.append(s)
-            if on_done:
-                on_done(s)
+    def block(self, level: int, repeat: int = 0) -> tuple[list[int], list[int]]:
+        """(warm-up, measured) prompt indices of the `level`-th level's (run order) repeat:
+        every level, repeat and warm-up gets prompts nobody sent before, so the server's
+        prefix cache cannot serve a measured prompt from an earlier one (bench/integrity.py)."""
+        start = 0
+        for li, c in enumerate(self.level_concurrencies()):
+            for r in range(self.repeats):
+                size = self.warmup_at(c) + self.requests_at(c)
+                if (li, r) == (level, repeat):
+                    # measured first in index order, so a dataset's first level sends its first
+                    # rows; the warm-ups take the indices after them
+                    n = self.requests_at(c)
+                    return list(range(start + n, start + size)), list(range(start, start + n))
+                start += size
+        raise KeyError(f"no level {level} repeat {repeat} in this sweep")
 
-    await asyncio.gather(*(worker() for _ in range(min(c, len(indices)))))
-    return samples
-
-
-async def _open_loop(session, endpoint: Endpoint, workload: Workload, indices: list[int], c: int,
-                     rate: float, seed: int, max_tokens: int,
-                     on_done: Callable[[RequestSample], None] | None,
-                     stop: threading.Event | None) -> list[RequestSample]:
-    rng = random.Random(seed)
-    slots = asyncio.Semaphore(c)
-    start = time.perf_counter()
-    due, tasks = 0.0, []
-
-    async def one(i: int, due_at: float) -> RequestSample:
-        await asyncio.sleep(max(0.0, due_at - time.perf_counter()))
-        async with slots:
-            s = await stream_request(session, endpoint, workload.prompts[i % len(workload)], max_tokens, due_at)
-        if on_done:
-            on_done(s)
-        return s
-
-    for i in indices:
-        due += rng.expovariate(rate)
-        tasks.append(asyncio.ensure_future(one(i, start + due)))
-    while not all(t.done() for t in tasks):
-        if stop and stop.is_set():
-            for t in tasks:
-                t.cancel()
-            break
-        await asyncio.sleep(0.05)
-    return [t.result() for t in tasks if t.done() and not t.cancelled()]
-
-
-async def run_level(endpoint: Endpoint, workload: Workload, c: int, n: int, warmup: int,
-                    request_rate: float | None = None, seed: int = 0,
-                    on_done: Callable[[RequestSample], None] | None = None,
-                    stop: threading.Event | None = None) -> tuple[list[RequestSample], float]:
-    """Warm up, then measure one level; returns (samples, wall time of the measured part)."""
-    indices = list(range(n))
-    async with new_session(endpoint) as session:
-        if warmup:
-            await _closed_loop(session, endpoint, workload, [i % n for i in range(warmup)], c,
-                               min(16, workload.max_tokens), None, stop)
-        t0 = time.perf_counter()
-        if request_rate is None:
-            samples = await _closed_loop(session, endpoint, workload, indices, c, workload.max_tokens, on_done, stop)
-        else:
-            samples = await _open_loop(session, endpoint, workload, indices, c, request_rate, seed,
-                                       workload.max_tokens, on_done, stop)
-        return samples, time.perf_counter() - t0
+    def prompts_needed(self) -> int:
+        """Distinct prompts the whole sweep sends (warm-ups included)."""
+        return sum(self.warmup_at(c) + self.requests_at(c) for c in self.level_concurrencies()) * self.repeats
 
 
 def run_sweep(endpoint: Endpoint, workload: Workload, spec: SweepSpec, result: BenchResult,
@@ -136,34 +164,64 @@ def run_sweep(endpoint: Endpoint, workload: Workload, spec: SweepSpec, result: B
     """Run every level of `spec`, appending to `result` and saving it after each level.
 
     Ctrl-C saves what finished, marks the result 'interrupted' and re-raises; a server that
-    died marks it 'failed' and stops the sweep. Never call from a running event loop: use
-    `run_sweep_in_thread` there (Jupyter)."""
+    died or a failed level marks it 'failed'; a first request that cannot succeed raises its
+    named error (EndpointUnreachableError, EndpointRejectedError, NotStreamingError). Never
+    call from a running event loop: use `run_sweep_in_thread` there (Jupyter)."""
     from tqdm.auto import tqdm
 
     bar = tqdm(total=spec.total_requests(), disable=not progress, unit="req", desc=result.name)
+    guard = Guard(endpoint, stop)
+    plan = spec.plan()
+    result.load_settings = spec.describe()
+
+    def done(sample: RequestSample) -> None:
+        bar.update(1)
+        if on_request:
+            on_request(sample)
+
     try:
-        for c in spec.concurrency:
-            if stop and stop.is_set():
+        i = 0
+        while i < len(plan):
+            c, rate, kind = plan[i]
+            i += 1
+            if guard.stopped:
                 result.status = "interrupted"
                 break
-            bar.set_postfix_str(f"concurrency {c}")
-            def done(sample: RequestSample) -> None:
-                bar.update(1)
-                if on_request:
-                    on_request(sample)
-
-            level = _measure_level(endpoint, workload, spec, c, done, stop)
+            bar.set_postfix_str(f"concurrency {c}" + (f", {rate:.3g} req/s" if rate else ""))
+            runs = []
+            for r in range(spec.repeats):
+                if r and (guard.halted or (server_alive is not None and not server_alive())):
+                    break
+                runs.append(_measure_level(endpoint, workload, spec, i - 1, c, rate, kind, guard, done, r))
+            level = merge_repeats(runs, spec.max_failed_share)
+            if guard.fatal is not None:
+                result.status = "failed"
+                result.notes.append(str(guard.fatal))
+                raise guard.fatal
             result.levels.append(level)
+            if kind == "saturation":
+                plan += _saturation(result, level, spec)
             if save_path:
                 result.save(save_path)
             if on_level:
                 on_level(level)
-            if server_alive is not None and not server_alive():
+            m = level.metrics
+            log.info("level at %s: %d ok, %d failed, %.1f output tok/s%s", level.label, m.completed, m.failed,
+                     m.output_throughput, "" if m.usage_from_server or not m.completed
+                     else " (token counts from chunks: the server sent no usage)")
+            if guard.stopped:
+                result.status = "interrupted"
+                result.notes.append(f"stopped during or after the level at {level.label}; finished levels "
+                                    f"and the requests that ended are kept")
+                break
+            if ends_sweep(level.failure) or (server_alive is not None and not server_alive()):
+                log.warning("the server stopped answering during the level at %s; stopping the sweep", level.label)
                 result.status = "failed"
-                result.notes.append(f"the server died during the level at concurrency {c}; later levels were not run")
+                result.notes.append(f"the server stopped answering during the level at {level.label}; "
+                                    f"later levels were not run")
                 break
         else:
-            result.status = "complete"
+            result.status = "failed" if any(lv.failure for lv in result.levels) else "complete"
     except KeyboardInterrupt:
         result.status = "interrupted"
         result.notes.append("interrupted by the user; finished levels are kept")
@@ -173,21 +231,54 @@ def run_sweep(endpoint: Endpoint, workload: Workload, spec: SweepSpec, result: B
         if result.status == "running":
             result.status = "interrupted"
         result.finished = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-        if save_path:
+        if save_path and result.levels:
             result.save(save_path)
     return result
 
 
-def _measure_level(endpoint: Endpoint, workload: Workload, spec: SweepSpec, c: int,
-                   on_done: Callable[[RequestSample], None], stop: threading.Event | None) -> LevelResult:
-    before = scrape_spec_counters(endpoint.base_url)
-    samples, wall = asyncio.run(run_level(endpoint, workload, c, spec.requests_at(c), spec.warmup_at(c),
-                                          spec.request_rate, spec.seed, on_done, stop))
-    after = scrape_spec_counters(endpoint.base_url)
+def _saturation(result: BenchResult, level: LevelResult, spec: SweepSpec) -> list[tuple[int, float, str]]:
+    """Record the saturation level's throughput and plan the rates below it."""
+    rps = level.metrics.request_throughput
+    result.saturation = {"concurrency": level.concurrency, "request_throughput": rps,
+                         "output_throughput": level.metrics.output_throughput}
+    if level.failure or not rps > 0 or math.isnan(rps):
+        why = "failed" if level.failure else "measured no throughput"
+        result.notes.append(f"the saturation level {why}; no rates below it were run")
+        return []
+    return [(level.concurrency, r, "rate") for r in spec.sweep_rate_values(rps)]
+
+
+def _cooldown(samples: list[RequestSample], t0: float, n: int) -> tuple[list[RequestSample], float]:
+    """Flag the last `n` completions as cool-down; return the rest and the wall time up to
+    the last of them (the measured part ends there)."""
+    ordered = sorted(samples, key=lambda s: s.finished_at)
+    for s in ordered[len(ordered) - n:] if n else []:
+        s.cooldown = True
+    kept = ordered[: len(ordered) - n] if n else ordered
+    end = max((s.finished_at for s in kept), default=0.0)
+    return [s for s in samples if not s.cooldown], (end - t0 if end > t0 else time.perf_counter() - t0)
+
+
+def _measure_level(endpoint: Endpoint, workload: Workload, spec: SweepSpec, index: int, c: int,
+                   rate: float | None, kind: str, guard: Guard, on_done: Callable[[RequestSample], None],
+                   repeat: int = 0) -> LevelResult:
+    """One repeat of the `index`-th level, on its own fresh prompts (`spec.block`)."""
+    text_before = scrape_metrics_text(endpoint.base_url)
+    samples, warm, t0 = asyncio.run(run_level(endpoint, workload, c, spec.requests_at(c), spec.warmup_at(c), guard,
+                                              rate, spec.arrival, spec.seed, on_done, spec.block(index, repeat)))
+    text_after = scrape_metrics_text(endpoint.base_url)
+    before, after = spec_counters_in(text_before), spec_counters_in(text_after)
     spec_stats = SpecCounters.delta(before, after).summary() if before and after else None
-    return LevelResult(concurrency=c, metrics=compute_metrics(samples, wall), samples=samples,
-                       request_rate=spec.request_rate, speculative=spec_stats,
-                       per_adapter=per_model(samples, wall) or None)
+    kept, wall = _cooldown(samples, t0, spec.cooldown)
+    return LevelResult(concurrency=c, metrics=compute_metrics(kept, wall), samples=samples, request_rate=rate,
+                       speculative=spec_stats, per_adapter=per_model(kept, wall) or None, kind=kind,
+                       arrival=spec.arrival if rate else None,
+                       warmup_requests=len(warm), warmup_failed=sum(not s.ok for s in warm),
+                       cooldown_excluded=len(samples) - len(kept),
+                       failure=level_failure(samples, spec.max_failed_share),
+                       integrity=level_integrity(text_before, text_after, kept, workload.max_tokens,
+                                                 getattr(endpoint, "ignore_eos", False),
+                                                 len(workload.prompts[0].system) if len(workload) else 0))
 
 
 def run_sweep_in_thread(*args, **kwargs) -> BenchResult:

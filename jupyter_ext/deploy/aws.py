@@ -10,23 +10,23 @@ variable JUPYTER_OPTIMIZE_AWS_ENDPOINT_URL) or hand in stubbed clients.
 from __future__ import annotations
 
 import copy
+import logging
 import os
 import re
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import boto3
 from botocore.client import BaseClient
-from botocore.config import Config
 from botocore.exceptions import ClientError, NoCredentialsError, NoRegionError
 from botocore import xform_name
 
+from .. import defaults
+from ..base.aws_config import DEFAULT_MAX_ATTEMPTS, DEFAULT_POOL, DEFAULT_RETRY_MODE, retry_config
 from ..errors import AwsPermissionError, DeployError
 
-ENDPOINT_URL_ENV = "JUPYTER_OPTIMIZE_AWS_ENDPOINT_URL"
-DEFAULT_MAX_ATTEMPTS = 8
-DEFAULT_RETRY_MODE = "adaptive"
-DEFAULT_POOL = 64  # connections per client: botocore's default of 10 throttles a benchmark
+ENDPOINT_URL_ENV = defaults.AWS_ENDPOINT_URL_ENV
+log = logging.getLogger(__name__)
 
 # Error codes AWS services use for "you may not do this" (SageMaker and Application Auto
 # Scaling say AccessDeniedException, CloudWatch AccessDenied, EC2-style APIs
@@ -41,18 +41,6 @@ _ACTION_IN_MESSAGE = re.compile(r"perform:\s*([A-Za-z0-9-]+:[A-Za-z0-9*]+)")
 # put into a container environment.
 SECRET_KEY_RE = re.compile(r"(TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|ACCESS_KEY|API_KEY|PRIVATE)", re.I)
 REDACTED = "***redacted***"
-
-
-def retry_config(max_attempts: int = DEFAULT_MAX_ATTEMPTS, mode: str = DEFAULT_RETRY_MODE,
-                 max_pool_connections: int = DEFAULT_POOL) -> Config:
-    """botocore retries ThrottlingException (and 5xx) with exponential backoff in these modes;
-    "adaptive" also slows the client down when AWS keeps throttling (polling loops do).
-    `max_attempts` counts the first request too (botocore's `total_max_attempts`; its
-    `max_attempts` key would count retries only)."""
-    if mode not in ("standard", "adaptive"):
-        raise ValueError(f"retry mode must be 'standard' or 'adaptive', got {mode!r}")
-    return Config(retries={"mode": mode, "total_max_attempts": max_attempts},
-                  max_pool_connections=max_pool_connections, user_agent_extra="jupyter-optimize")
 
 
 @dataclass
@@ -168,7 +156,26 @@ class AwsClients:
         """Make one request by its API name (CreateEndpoint); map permission errors."""
         client = self.get(service)
         try:
-            return getattr(client, xform_name(operation))(**params)
+            response = getattr(client, xform_name(operation))(**params)
+        except (ClientError, NoCredentialsError) as err:
+            log.debug("%s.%s failed: %s", service, operation, err)
+            mapped = translate_error(err, client, operation)
+            if mapped is err:
+                raise
+            raise mapped from err
+        retried = response.get("ResponseMetadata", {}).get("RetryAttempts", 0)
+        if retried:
+            log.info("%s.%s succeeded after %d retries (throttled or a 5xx)", service, operation, retried)
+        else:
+            log.debug("%s.%s", service, operation)
+        return response
+
+    def pages(self, service: str, operation: str, **params: Any) -> Iterator[dict[str, Any]]:
+        """Every page of a listing by its API name (ListInferenceComponents), through boto3's
+        paginator (it follows NextToken); permission errors are mapped as in `call`."""
+        client = self.get(service)
+        try:
+            yield from client.get_paginator(xform_name(operation)).paginate(**params)
         except (ClientError, NoCredentialsError) as err:
             mapped = translate_error(err, client, operation)
             if mapped is err:

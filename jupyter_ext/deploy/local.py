@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import html
 import json
+import logging
 import os
 import signal
 import time
@@ -22,6 +23,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
+import psutil
+
 from .. import defaults
 from ..store.model_files import cache_root
 from ..bench.sse import iter_sse
@@ -30,6 +33,9 @@ from ..engine.server import LocalServer, http_ok, log_tail, server_for_recipe
 from ..errors import DeployError, EndpointNotFoundError
 from ..base.files import atomic_write_text
 from ..recipes import Recipe, load_recipe
+
+
+log = logging.getLogger(__name__)
 
 
 def state_dir() -> Path:
@@ -92,10 +98,13 @@ class EndpointTable(list):
 def _is_our_server(pid: int, port: int) -> bool:
     """True when `pid` is alive and is still a vLLM server on `port` (pids get reused)."""
     try:
-        cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except OSError:
+        proc = psutil.Process(pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:  # exited, not yet reaped by its parent
+            return False
+        cmd = proc.cmdline()
+    except psutil.Error:  # gone, or not ours to read
         return False
-    return b"vllm.entrypoints.openai.api_server" in cmd and str(port).encode() in cmd
+    return "vllm.entrypoints.openai.api_server" in cmd and str(port) in cmd
 
 
 def _state_path(name: str) -> Path:
@@ -119,6 +128,7 @@ def deploy(recipe: Recipe | str, name: str | None = None, host: str = "127.0.0.1
     ep = LocalEndpoint(name=name, pid=srv.pid, host=host, port=srv.port, recipe=recipe.to_dict(),
                        log=str(srv.log_path), started=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
     atomic_write_text(_state_path(name), json.dumps(ep.to_dict(), indent=1))
+    log.info("local endpoint %s deployed: pid %d at %s", name, ep.pid, ep.base_url)
     return ep
 
 
@@ -178,8 +188,11 @@ def undeploy(name: str, grace_s: float = 20.0) -> LocalEndpoint:
         while _is_our_server(ep.pid, ep.port) and time.monotonic() < deadline:
             time.sleep(0.2)
         if _is_our_server(ep.pid, ep.port):
+            log.warning("local endpoint %s (pid %d) still running %.0f s after SIGTERM; sending SIGKILL",
+                        name, ep.pid, grace_s)
             os.killpg(ep.pid, signal.SIGKILL)
     _state_path(name).unlink(missing_ok=True)
+    log.info("local endpoint %s undeployed (it was %s)", name, ep.status)
     ep.status = "stopped"
     return ep
 

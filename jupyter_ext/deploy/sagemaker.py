@@ -14,6 +14,7 @@ re-exported here) call a deployed endpoint.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -23,15 +24,16 @@ from ..recipes import Recipe, check_stack
 from .dryrun import DryRun
 from .aws import ApiRequest, AwsClients, as_clients, is_not_found, redact, region_from_env
 from .sagemaker_env import (adapter_component_name, adapter_component_names, adapter_component_requests,
-                            container_environment,
-                            default_endpoint_name, draft_hf_id,
-                            endpoint_config_request, inference_component_request, lmi_image_uri,
+                            container_environment, default_endpoint_name, deploy_tensor_parallel, draft_hf_id,
+                            endpoint_config_request, ic_devices, inference_component_request, lmi_image_uri,
                             model_request, plan_warnings, resource_names, speculative_config,
                             validate_inputs)
 from .sagemaker_undeploy import DEFAULT_POLL_S, UndeployResult, _Shown, _wait_gone, undeploy
 from .sagemaker_invoke import (NEW_SESSION, InvocationResult, chat_body, close_session, endpoint_stream_fn, invoke,
                                open_session,
                                iter_stream_events, iter_stream_text, text_of)
+
+log = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT_S = 3600.0  # large models take 10-20 min to download and load
 # The execution role a plan names when planned without one (a dry run to look at); such a
@@ -105,8 +107,9 @@ def plan_deployment(recipe: Recipe, endpoint_name: str | None = None, *, role_ar
                                        accept_eula, model_data_s3, copy_count, adapters_s3)
     names = resource_names(endpoint_name or default_endpoint_name(recipe))
     accelerators = int(getattr(inst, "accelerator_count", 0) or 0)
+    tp = deploy_tensor_parallel(recipe, instance_type, accelerators)
     env = container_environment(recipe, hf_id=model_spec.hf_id, model_data_s3=model_data_s3,
-                                tensor_parallel=accelerators or "max",
+                                tensor_parallel=tp,
                                 spec_config=speculative_config(recipe, draft_model_s3, draft_hf_id(recipe)))
     image = image_uri or lmi_image_uri(region)
     tags = [{"Key": "created-by", "Value": "jupyter-optimize"},
@@ -119,7 +122,8 @@ def plan_deployment(recipe: Recipe, endpoint_name: str | None = None, *, role_ar
         "EndpointName": names["endpoint"], "EndpointConfigName": names["config"], "Tags": tags},
         "starts the instances (billing starts here)"))
     if inference_component:
-        requests.append(inference_component_request(names, accelerators or 1, ic_min_memory_mb, copy_count, tags))
+        requests.append(inference_component_request(names, ic_devices(recipe, tp, accelerators), ic_min_memory_mb,
+                                                    copy_count, tags))
     if recipe.adapters is not None:
         requests += adapter_component_requests(recipe, names, adapters_s3, tags)
     return DeploymentPlan(recipe.name, region, names["endpoint"], names["config"], names["model"],
@@ -198,6 +202,7 @@ def deploy(plan: DeploymentPlan, session: Any = None, wait: bool = True, progres
             stage = req.operation
             clients.send(req)
             created.append(req)
+            log.info("created %s", _label(req))
         if wait:
             stage = f"waiting for the {'inference component' if plan.inference_component_name else 'endpoint'} to be InService"
             if plan.inference_component_name:
@@ -210,6 +215,8 @@ def deploy(plan: DeploymentPlan, session: Any = None, wait: bool = True, progres
         raise DeployError(f"interrupted ({stage}); what was created is kept and billed once InService: "
                           f"remove it with undeploy({plan.endpoint_name!r})") from None
     except Exception as err:
+        log.info("deploying %s failed at %s; rolling back %d created resources", plan.endpoint_name, stage,
+                 len(created))
         rolled, failed = _rollback(clients, created, deadline, poll_s)
         raise _failure(plan, stage, err, rolled, failed) from err
     status = clients.call("sagemaker", "DescribeEndpoint", EndpointName=plan.endpoint_name)
@@ -286,5 +293,6 @@ def _wait_component(clients: AwsClients, name: str, deadline: float, poll_s: flo
 
 
 __all__ = ["DeploymentPlan", "SageMakerDeployment", "UndeployResult", "InvocationResult",
-           "plan_deployment", "deploy", "undeploy", "dry_run", "invoke", "open_session", "close_session", "NEW_SESSION", "endpoint_stream_fn",
+           "plan_deployment", "deploy", "undeploy", "dry_run", "invoke", "open_session", "close_session", "NEW_SESSION",
+           "endpoint_stream_fn",
            "chat_body", "iter_stream_events", "iter_stream_text", "text_of"]

@@ -10,6 +10,7 @@ unaccepted licence, an AWQ stack without its checkpoint) are refused here at onc
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import time
@@ -22,24 +23,36 @@ from ..techniques import LmiTarget, active
 from ..techniques.registry import speculative_method
 from .aws import ApiRequest
 
-# DJL LMI (vLLM) image. Source: deepjavalibrary/djl-serving serving/docs/lmi/release_notes.md
-# (LMI V17 = DJL Serving 0.35.0, vLLM 0.11.1, CUDA 12.8) and the sagemaker-python-sdk table
-# src/sagemaker/image_uri_config/djl-lmi.json for the account of each region. Taken 2026-11-22.
+# DJL LMI (vLLM) image, LMI V17 = DJL Serving 0.35.0 (vLLM 0.11.1, CUDA 12.8; djl-serving
+# serving/docs/lmi/release_notes.md). The accounts are the SageMaker Python SDK's own table,
+# `image_uris.retrieve("djl-lmi", region, version="0.35.0")`, read from sagemaker 3.20.0
+# (sagemaker-core 2.20.0: src/sagemaker/core/image_uri_config/djl-lmi.json, 2026-08-14), and
+# checked unchanged against sagemaker-core 2.27.0 (sagemaker 3.27.0) on 2026-12-03.
+# The SDK is not a dependency: installing it would downgrade protobuf (7 -> 6), pyarrow and
+# rich in the engine environment. tests/test_deploy_sagemaker.py compares this table with
+# image_uris wherever the SDK is importable. The SDK's newest LMI is 0.38.0 (0.38.0-lmi29.0.0-
+# cu130); the container settings here were written against V17 and not tried on newer ones.
+LMI_SDK_RELEASE = "sagemaker 3.20.0"
+LMI_VERSION = "0.35.0"
 LMI_REPOSITORY = "djl-inference"
 LMI_TAG = "0.35.0-lmi17.0.0-cu128"
-LMI_TABLE_SOURCE = ("djl-serving LMI release notes (V17) + sagemaker-python-sdk "
-                    "image_uri_config/djl-lmi.json, taken 2026-11-22")
+LMI_TABLE_SOURCE = f"LMI V17; accounts from the SageMaker SDK's djl-lmi table ({LMI_SDK_RELEASE})"
 _DLC_ACCOUNT_DEFAULT = "763104351884"
 LMI_ACCOUNTS: dict[str, str] = {
     **{r: _DLC_ACCOUNT_DEFAULT for r in (
         "us-east-1", "us-east-2", "us-west-1", "us-west-2", "ca-central-1", "sa-east-1",
         "eu-central-1", "eu-north-1", "eu-west-1", "eu-west-2", "eu-west-3",
         "ap-northeast-1", "ap-northeast-2", "ap-south-1", "ap-southeast-1", "ap-southeast-2")},
-    "af-south-1": "626614931356", "ap-east-1": "871362719292", "ap-northeast-3": "364406365360",
-    "ap-southeast-3": "907027046896", "ca-west-1": "204538143572", "eu-south-1": "692866216735",
-    "il-central-1": "780543022126", "me-central-1": "914824155844", "me-south-1": "217643126080",
+    "af-south-1": "626614931356", "ap-east-1": "871362719292", "ap-east-2": "975050140332",
+    "ap-northeast-3": "364406365360", "ap-south-2": "772153158452", "ap-southeast-3": "907027046896",
+    "ap-southeast-4": "457447274322", "ap-southeast-5": "550225433462", "ap-southeast-6": "633930458069",
+    "ap-southeast-7": "590183813437", "ca-west-1": "204538143572", "eu-central-2": "380420809688",
+    "eu-south-1": "692866216735", "eu-south-2": "503227376785", "il-central-1": "780543022126",
+    "me-central-1": "914824155844", "me-south-1": "217643126080", "mx-central-1": "637423239942",
     "cn-north-1": "727897471807", "cn-northwest-1": "727897471807",
     "us-gov-east-1": "446045086412", "us-gov-west-1": "442386744353",
+    "eusc-de-east-1": "204133271717", "eu-isoe-west-1": "371248457586", "us-iso-east-1": "886529160074",
+    "us-isob-east-1": "094389454867", "us-isof-east-1": "303241398832", "us-isof-south-1": "454834333376",
 }
 
 # SageMaker's RoutingStrategy enum, as recipes' deploy.routing lists it (recipes.py).
@@ -62,8 +75,22 @@ def lmi_image_uri(region: str, tag: str = LMI_TAG) -> str:
     if account is None:
         raise DeployError(f"no LMI image is known for region {region!r} (known: "
                           f"{', '.join(sorted(LMI_ACCOUNTS))}); pass image_uri=... explicitly")
-    domain = "amazonaws.com.cn" if region.startswith("cn-") else "amazonaws.com"
-    return f"{account}.dkr.ecr.{region}.{domain}/{LMI_REPOSITORY}:{tag}"
+    return f"{account}.dkr.{_ecr_host(region)}/{LMI_REPOSITORY}:{tag}"
+
+
+@functools.lru_cache(maxsize=None)
+def _ecr_host(region: str) -> str:
+    """ECR's host in `region` as botocore's endpoint data has it (ecr.<region>.amazonaws.com,
+    .amazonaws.com.cn, .c2s.ic.gov, .amazonaws.eu, ...): how the SDK's image_uris builds it."""
+    import botocore.loaders
+    import botocore.regions
+
+    resolver = botocore.regions.EndpointResolver(botocore.loaders.create_loader().load_data("endpoints"))
+    endpoint = resolver.construct_endpoint("ecr", region)
+    if endpoint is None:  # a region this botocore does not list yet: its partition's domain
+        partition = resolver.get_partition_for_region(region)
+        return f"ecr.{region}.{resolver.get_partition_dns_suffix(partition)}"
+    return endpoint["hostname"]
 
 
 def s3_data_source(uri: str, accept_eula: bool = False) -> dict[str, Any]:
@@ -103,6 +130,8 @@ def container_environment(recipe: Recipe, *, hf_id: str | None, model_data_s3: s
         "OPTION_MAX_NUM_BATCHED_TOKENS": eng.max_num_batched_tokens,
         "OPTION_GPU_MEMORY_UTILIZATION": eng.gpu_memory_utilization,
         "OPTION_DTYPE": _LMI_DTYPE.get(eng.dtype),
+        "OPTION_KV_CACHE_DTYPE": None if eng.kv_cache_dtype == "auto" else eng.kv_cache_dtype,
+        "OPTION_PIPELINE_PARALLEL_DEGREE": eng.pipeline_parallel_size,
     }
     env.update({k: str(v) for k, v in optional.items() if v is not None})
     # No compilation asked for = vLLM eager mode, exactly as the local baseline runs.
@@ -209,6 +238,28 @@ def adapter_component_name(endpoint: str, adapter: str) -> str:
 
 
 # -- checks: refuse now what SageMaker would refuse after minutes ----------------------
+def deploy_tensor_parallel(recipe: Recipe, instance_type: str, accelerators: int) -> int | str:
+    """OPTION_TENSOR_PARALLEL_DEGREE: the planner's degree for the instance (or the recipe's
+    own), refused as a DeployError when it cannot run there; "max" where the catalog gives no
+    accelerator count."""
+    if not accelerators:
+        return recipe.engine.tensor_parallel_size or "max"
+    from ..errors import PlanError
+    from ..planning.planner import parallel_degree
+
+    try:
+        return parallel_degree(recipe, instance_type)
+    except PlanError as e:
+        raise DeployError(str(e)) from None
+
+
+def ic_devices(recipe: Recipe, tp: int | str, accelerators: int) -> int:
+    """Accelerators one inference-component copy asks for: its tensor x pipeline degree."""
+    if isinstance(tp, str):
+        return accelerators or 1
+    return tp * (recipe.engine.pipeline_parallel_size or 1)
+
+
 def validate_inputs(recipe: Recipe, role_arn: str, instance_type: str | None, instance_count: int,
                     routing: str, accept_eula: bool, model_data_s3: str | None, copy_count: int,
                     adapters_s3: str | None = None) -> tuple[Any, Any]:

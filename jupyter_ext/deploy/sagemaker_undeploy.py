@@ -119,14 +119,9 @@ def _describe_or_none(clients: AwsClients, op: str, **params: Any) -> dict[str, 
 
 
 def _list_components(clients: AwsClients, endpoint_name: str) -> list[str]:
-    names, token = [], None
-    while True:
-        page = clients.call("sagemaker", "ListInferenceComponents", EndpointNameEquals=endpoint_name,
-                            **({"NextToken": token} if token else {}))
-        names += [c["InferenceComponentName"] for c in page.get("InferenceComponents", [])]
-        token = page.get("NextToken")
-        if not token:
-            return names
+    return [c["InferenceComponentName"]
+            for page in clients.pages("sagemaker", "ListInferenceComponents", EndpointNameEquals=endpoint_name)
+            for c in page.get("InferenceComponents", [])]
 
 
 def _detach_autoscaling(clients: AwsClients, endpoint_name: str, variants: list[str],

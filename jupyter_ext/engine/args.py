@@ -16,6 +16,7 @@ from pathlib import Path
 from ..base.host import engine_platform
 from ..recipes import Recipe
 from ..techniques import Artifacts, active
+from .host_checks import check_engine_host
 
 CPU_DEFAULT_KV_CACHE_GB = 2.0
 
@@ -74,6 +75,7 @@ def build_server_command(recipe: Recipe, model_path: str, host: str, port: int,
     The prepared artifacts come as `artifacts` (from `techniques.prepare_artifacts`) or, for
     the techniques built in so far, as `draft_path` and `compile_cache_dir`."""
     platform = platform or engine_platform()
+    check_engine_host(recipe, platform)
     if artifacts is None:
         artifacts = Artifacts(model_path=model_path, draft_path=draft_path, compile_cache_dir=compile_cache_dir)
     techniques = active(recipe)
@@ -90,6 +92,12 @@ def build_server_command(recipe: Recipe, model_path: str, host: str, port: int,
         argv += ["--max-num-batched-tokens", str(e.max_num_batched_tokens)]
     if e.enforce_eager and not any(t.runs_compiled for t in techniques):
         argv.append("--enforce-eager")
+    if e.kv_cache_dtype != "auto":
+        argv += ["--kv-cache-dtype", e.kv_cache_dtype]
+    if e.tensor_parallel_size:
+        argv += ["--tensor-parallel-size", str(e.tensor_parallel_size)]
+    if e.pipeline_parallel_size:
+        argv += ["--pipeline-parallel-size", str(e.pipeline_parallel_size)]
     if e.weights == "dummy":
         argv += ["--load-format", "dummy"]  # the dummy folder ships a word-level tokenizer
     env = _cpu_env(recipe) if platform == "cpu" else {"VLLM_USE_FLASHINFER_SAMPLER": "0"}

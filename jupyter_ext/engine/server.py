@@ -9,6 +9,7 @@ exit for any server still running (`registry` tracks them).
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import socket
@@ -30,6 +31,7 @@ from ..store.model_files import cache_root
 from . import registry
 from .args import ServerCommand, build_server_command
 
+logger = logging.getLogger(__name__)
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -94,6 +96,7 @@ class LocalServer:
             log.close()
         self.started_at = time.monotonic()
         registry.register(self)
+        logger.info("started vLLM server pid %d on %s (log %s)", self.process.pid, self.base_url, self.log_path)
         try:
             self._wait_healthy(on_wait)
         except BaseException:
@@ -110,6 +113,7 @@ class LocalServer:
                     f"Last lines of {self.log_path}:\n{log_tail(self.log_path)}")
             if http_ok(f"{self.base_url}{self.health_path}"):
                 self.ready_after_s = time.monotonic() - self.started_at
+                logger.info("vLLM server pid %d ready after %.1f s", self.process.pid, self.ready_after_s)
                 return
             if time.monotonic() > deadline:
                 raise EngineStartError(
@@ -126,10 +130,13 @@ class LocalServer:
             return
         registry.forget(proc.pid)
         if proc.poll() is None:
+            logger.info("stopping vLLM server pid %d (SIGTERM to its process group)", proc.pid)
             _signal_group(proc.pid, signal.SIGTERM)
             try:
                 proc.wait(timeout=grace_s)
             except subprocess.TimeoutExpired:
+                logger.warning("vLLM server pid %d still running %.0f s after SIGTERM; sending SIGKILL",
+                            proc.pid, grace_s)
                 _signal_group(proc.pid, signal.SIGKILL)
                 proc.wait(timeout=10)
         # Workers left behind by a crashed parent are in the same group.

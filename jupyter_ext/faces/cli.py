@@ -2,8 +2,10 @@
 
 The parser comes from the verb table (`verbs.table`, shared with `%optimize`); each verb is
 parse -> one core call (`verbs.FUNCTIONS`) -> print the result object. A named error exits
-with status 2 and its message, an interrupt with 130 (finished levels are already saved), an
-incomplete benchmark with 1.
+with status 2 and its message (a benchmark whose endpoint is unreachable, refuses or does not
+stream fails so at its first request), an interrupt with 130 (finished levels are already
+saved), a benchmark with a failed level (or otherwise incomplete), or a tune where nothing
+met the SLO, with 1.
 """
 
 from __future__ import annotations
@@ -48,6 +50,10 @@ def _bench(args: argparse.Namespace) -> int:
         png = args.chart or str(Path(results[-1].path).with_suffix(".png"))
         charts.save(results, png)
         print(f"chart: {png}")
+    failure = run.bench_failure(out)
+    if failure is not None:
+        print(f"error: {failure}", file=sys.stderr)
+        return 1
     return 0 if all(r.status == "complete" for r in results) else 1
 
 
@@ -92,6 +98,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.verb == "undeploy" and args.target == "local":
             out = f"stopped {out.name}"
         print(out)
+        if args.verb == "tune" and out.winner is None:
+            return 1  # searched, but nothing met the SLO
         return 0
     except OptimizeError as e:
         print(f"error: {e}", file=sys.stderr)

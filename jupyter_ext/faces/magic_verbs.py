@@ -84,6 +84,11 @@ def verb_bench(m: "OptimizeMagics", a: argparse.Namespace) -> Any:
         raise
     if a.chart:
         run.chart(job.results, output=a.chart)
+    failure = run.bench_failure(result)
+    if failure is not None:  # the cell fails; what was measured stays in the namespace
+        var = a.output_var or "_optimize_failed"
+        m.shell.user_ns[var] = result
+        raise type(failure)(f"{failure} (the result is in `{var}`)", result)
     return result
 
 

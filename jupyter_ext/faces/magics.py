@@ -35,11 +35,21 @@ that the notebook shows as a table, and `-o VAR` also stores it in the variable 
     %optimize recipe list | show NAME | validate PATH | new NAME [--from BASE] [--save PATH]
     %optimize bench RECIPE [--baseline BASE] [--concurrency 1,2,4] [--prompts N]
                            [--max-tokens N] [--input-scale X] [--url URL] [--background]
+                           [--rate 1,2,4 [--arrival poisson|constant]] [--sweep N] [--warmup N]
+                           [--cooldown N] [--max-failed-share 0.5] [--workload-shape multi-turn
+                           --turns T] [--shared-prefix TOKENS]
+                           [--workload copy|open] [--dataset FILE [--dataset-sample N] [--seed S]]
+                           [--slo ttft_p99=2s,tpot_p50=50ms] [--repeats N]
     %optimize bench adapters --adapters 4 --adapter-skew zipf:1.1
                                           requests spread over the recipe's LoRA adapters;
                                           latency per adapter in the table and the JSON
     %optimize prepare RECIPE              build its artifacts (AWQ, draft, LoRA adapters, compile cache)
     %optimize compare RESULT BASELINE_RESULT
+    %optimize tune [MODEL] --slo tpot_p50=50ms [--instance local] [--recipes R ...] [--concurrency 1,2,4,8]
+                           [--target-rps 5] [--output tuned.yaml] [--grid]
+                                          cheapest blended $/1M meeting the SLO: ranked table,
+                                          the winner's recipe YAML, deployment sizing
+    %optimize report RESULT... [--output report.html]   one self-contained HTML page
     %optimize price RESULT [--instance ml.g5.2xlarge] [--discount 0.3]
     %optimize chart RESULT... [--kind dashboard|throughput|ttft|itl|price] [--output PNG]
     %optimize serve RECIPE                start a vLLM server and keep it (bench reuses it)
@@ -72,6 +82,16 @@ on SageMaker one inference component each, `--adapters-s3 s3://...`), and `deplo
 random}` sets the endpoint's RoutingStrategy (default least_outstanding_requests), and
 `deploy: {sessions: true}` lets the container open sticky sessions.
 
+SageMaker's managed optimization (requests checked against botocore's service model):
+
+    %optimize optimize RECIPE --target sagemaker --instance-type ml.g5.12xlarge --dry-run -o opt
+                                          CreateOptimizationJob from the recipe (quantize, compile,
+                                          tensor parallel, EAGLE), then the deploy of its output
+    %optimize optimize @opt --target sagemaker   run it: wait (progress bar) and deploy (needs
+                                          --role-arn, --model-data-s3, --output-s3 when planned)
+    %optimize recommend RECIPE --slo ttft_p99=2s --dry-run   an AI recommendation job from the SLO
+    %optimize export RECIPE [--output FILE.py] -o code   the same job as SageMaker SDK code
+
 A cell that starts with `%%optimize` holds a recipe as YAML; it is validated and returned
 as a Recipe (`%%optimize --save my.yaml -o rec` also writes it, atomically):
 
@@ -91,7 +111,10 @@ Benchmarks: a progress bar and the table of finished levels update while a bench
 Interrupting the kernel stops it after the requests in flight; the finished levels are kept
 (in the saved JSON and in `-o VAR`). With `--background` the magic returns at once with a
 handle (`.result`, `.levels`, `.done`, `.stop()`, `.wait()`) whose display keeps updating.
-A benchmark reuses a server started with `%optimize serve` for the same recipe.
+A benchmark reuses a server started with `%optimize serve` for the same recipe. An endpoint
+that is unreachable, refuses (HTTP 4xx, wrong model) or does not stream fails the cell at its
+first request; a level with more than `--max-failed-share` failed requests fails the cell
+after the run, the result kept in `-o VAR` (or `_optimize_failed`).
 
 Settings, changed once per session with `%config`:
 
@@ -212,6 +235,7 @@ class OptimizeMagics(Magics):
         verbs["bench"].set_defaults(concurrency=list(self.default_concurrency), instance=self.default_instance,
                                     results_dir=self.results_dir)
         verbs["price"].set_defaults(instance=self.default_instance)
+        verbs["tune"].set_defaults(instance=self.default_instance, results_dir=self.results_dir)
 
     # -- what this notebook started ------------------------------------------------------
     @property

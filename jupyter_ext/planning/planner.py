@@ -52,7 +52,7 @@ PRECISIONS: dict[str, Precision] = {
     # W4A16: the matmuls run in 16-bit after dequantizing, hence compute "bf16".
     "awq-int4": Precision("awq-int4", AWQ_LINEAR_BYTES, 2.0, 2.0, "bf16"),
 }
-KV_DTYPE_BYTES = {"fp32": 4.0, "fp16": 2.0, "bf16": 2.0, "fp8": 1.0}
+KV_DTYPE_BYTES = {"fp32": 4.0, "fp16": 2.0, "bf16": 2.0, "fp8": 1.0, "fp8_e4m3": 1.0, "fp8_e5m2": 1.0}
 
 
 def get_precision(name: str) -> Precision:
@@ -294,3 +294,38 @@ def _assumptions() -> dict[str, Any]:
         "units": "GB = 1e9 bytes; accelerator memory = vendor nominal figure",
     }
 
+
+
+_DTYPE_PRECISION = {"auto": "bf16", "bfloat16": "bf16", "float16": "fp16", "float32": "fp32"}
+
+
+def recipe_precision(recipe: Any) -> str:
+    """The planner's precision name for a recipe: its quantization method, else its dtype."""
+    q = getattr(recipe, "quantize", None)
+    if q is not None:
+        return {"awq": "awq-int4", "fp8": "fp8"}.get(q.method, "bf16")
+    return _DTYPE_PRECISION.get(recipe.engine.dtype, "bf16")
+
+
+def parallel_degree(recipe: Any, instance: str | InstanceSpec) -> int:
+    """The tensor-parallel degree a recipe gets on a GPU instance: the recipe's own, else the
+    largest that divides the heads on the instance's accelerators. Raises PlanError when the
+    degrees need more accelerators than the instance has, or the weights of one shard do not
+    fit one accelerator's memory (USABLE_FRACTION of it)."""
+    spec, inst = get_model(recipe.model), get_instance(instance)
+    n = int(inst.accelerator_count or 0)
+    e = recipe.engine
+    tp = e.tensor_parallel_size or tensor_parallel_size(spec, n)
+    pp = e.pipeline_parallel_size or 1
+    if n and tp * pp > n:
+        raise PlanError(f"engine: tensor_parallel_size {tp} x pipeline_parallel_size {pp} needs {tp * pp} "
+                        f"accelerators and {inst.name} has {n}; lower the degrees or pick a larger instance")
+    per = inst.accelerator_memory_gb
+    if n and per:
+        shard = weight_bytes(spec, recipe_precision(recipe)).total_gb / (tp * pp)
+        if shard > USABLE_FRACTION * per:
+            raise PlanError(f"{recipe.model} at {recipe_precision(recipe)} is {shard:.1f} GB per shard at "
+                            f"tensor_parallel_size {tp} x pipeline_parallel_size {pp}, more than "
+                            f"{USABLE_FRACTION:.0%} of one {inst.accelerator} ({per:g} GB); raise the degrees, "
+                            "quantize (awq, fp8) or pick an instance with more accelerator memory")
+    return tp

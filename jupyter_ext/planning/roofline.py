@@ -148,11 +148,13 @@ def predict_decode(
     bandwidth_efficiency: float = BANDWIDTH_EFFICIENCY,
     compute_efficiency: float = COMPUTE_EFFICIENCY,
     tp_efficiency: float = TP_EFFICIENCY,
+    kv_cache_dtype: str = "auto",
 ) -> RooflineEstimate:
     """ESTIMATE decode tokens/s of `batch` sequences with `context_tokens` of KV each.
 
     On a multi-accelerator instance all its accelerators are assumed to run tensor parallel
-    (override with num_accelerators), at `tp_efficiency` of the ideal sum.
+    (override with num_accelerators), at `tp_efficiency` of the ideal sum. `kv_cache_dtype`
+    (vLLM's --kv-cache-dtype, e.g. fp8) sets the KV bytes read per step.
     """
     spec, prec = get_model(model), get_precision(precision)
     if not isinstance(batch, int) or isinstance(batch, bool) or batch < 1:
@@ -167,7 +169,7 @@ def predict_decode(
     notes: list[str] = []
     tp = tp_efficiency if n > 1 else 1.0
     weights = _weight_bytes_read(spec, prec, batch)
-    kv = spec.kv_bytes_per_token(kv_element_bytes(prec)) * context_tokens * batch
+    kv = spec.kv_bytes_per_token(kv_element_bytes(prec, kv_cache_dtype)) * context_tokens * batch
     memory_bound = batch * n * acc.memory_bandwidth_gbs * GB * bandwidth_efficiency * tp / (weights + kv)
     flops = n * _peak_tflops(acc, prec, notes) * 1e12 * compute_efficiency * tp
     compute_bound = flops / (2 * _active_matmul_params(spec))
@@ -183,7 +185,7 @@ def predict_decode(
         assumptions={"bandwidth_efficiency": bandwidth_efficiency,
                      "compute_efficiency": compute_efficiency,
                      "tp_efficiency": tp, "attention_flops": "ignored (small next to the matmuls)",
-                     "moe_routing": "uniform over experts"},
+                     "moe_routing": "uniform over experts", "kv_cache_dtype": kv_cache_dtype},
         notes=notes,
     )
 

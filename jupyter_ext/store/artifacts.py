@@ -3,7 +3,8 @@
 Every artifact is built under a temporary name next to its final folder and renamed into place
 only when complete, with a marker file holding what it was built from. A crash, an interrupt
 or a failing step therefore never leaves a folder that looks usable, and a later run simply
-builds it again.
+builds it again. Builders check and build while holding `base.files.folder_lock(final)`, so
+a second process waits for the first instead of building (and replacing) the same folder.
 """
 
 from __future__ import annotations
@@ -69,7 +70,8 @@ def building(final: Path, meta: dict[str, Any]) -> Iterator[Path]:
     """Yield a fresh temporary folder; on success write the marker and rename it to `final`.
 
     On any exception (including KeyboardInterrupt) the temporary folder is removed and the
-    exception propagates: nothing half-written is left under `final`'s name."""
+    exception propagates: nothing half-written is left under `final`'s name. The caller holds
+    `folder_lock(final)` (the temporary name is per process, not per thread)."""
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = final.parent / f".{final.name}.partial-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)

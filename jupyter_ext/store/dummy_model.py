@@ -11,14 +11,18 @@ path is the same as with real weights. Quality is meaningless here and results s
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
+from ..base.files import folder_lock
 from .model_files import cache_root, is_complete, COMPLETE_MARKER
 
 DUMMY_NOTE = ("dummy weights: random values in the real architecture; speed only, output quality was NOT "
               "measured and the text is meaningless")
+log = logging.getLogger(__name__)
 CHAT_TEMPLATE = "{% for m in messages %}{{ m['content'] }} {% endfor %}"
 
 
@@ -41,6 +45,15 @@ def dummy_model_folder(model_id: str, dest_root: Path | None = None) -> Path:
     final = (dest_root or cache_root()) / "dummy" / spec.id
     if is_complete(final):
         return final
+    with folder_lock(final):
+        if not is_complete(final):  # else another process wrote it while we waited
+            log.info("writing the config-only folder of %s for dummy weights: %s", spec.id, final)
+            _write_folder(spec, final)
+    return final
+
+
+def _write_folder(spec: Any, final: Path) -> None:
+    """Write the folder under a temporary name and rename it (with `folder_lock(final)` held)."""
     tmp = final.with_name(f".{final.name}.partial-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -57,4 +70,3 @@ def dummy_model_folder(model_id: str, dest_root: Path | None = None) -> Path:
         os.replace(tmp, final)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return final

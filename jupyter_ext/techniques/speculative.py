@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import re
 import shutil
 from pathlib import Path
@@ -26,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
+from ..base.files import folder_lock
 from ..base.schema import Strict
 from ..errors import DeployError, RecipeError, UnknownModelError
 from ..store.artifacts import artifact_dir, building, is_built, model_hash
@@ -34,6 +36,7 @@ from .registry import Artifacts, LmiTarget, SpeculativeMethod, register
 if TYPE_CHECKING:
     from ..recipes import Recipe
 
+log = logging.getLogger(__name__)
 SELF_DRAFT_RE = re.compile(r"^self:(\d+)$")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja",
                    "generation_config.json")
@@ -124,6 +127,7 @@ def build_self_draft(target: Path, layers: int, cache_dir: Path) -> Path:
 
     final = artifact_dir(cache_dir, "drafts", target, f"self{layers}")
     if is_built(final):
+        log.debug("self-draft cache hit: %s", final)
         return final
     config = json.loads((target / "config.json").read_text())
     total = int(config["num_hidden_layers"])
@@ -131,22 +135,26 @@ def build_self_draft(target: Path, layers: int, cache_dir: Path) -> Path:
         raise RecipeError(f"speculative.model: self:{layers} must keep between 1 and {total - 1} layers")
     meta = {"kind": "self-draft", "target": str(target), "target_hash": model_hash(target), "layers": layers,
             "distilled": False}
-    with building(final, meta) as tmp:
-        kept: dict = {}
-        for shard in sorted(target.glob("*.safetensors")):
-            for name, tensor in load_file(str(shard)).items():
-                m = re.match(r"model\.layers\.(\d+)\.", name)
-                if m is None or int(m.group(1)) < layers:
-                    kept[name] = tensor.contiguous()
-        save_file(kept, str(tmp / "model.safetensors"), metadata={"format": "pt"})
-        config["num_hidden_layers"] = layers
-        for key in ("layer_types",):  # per-layer lists must shrink with the layer count
-            if isinstance(config.get(key), list):
-                config[key] = config[key][:layers]
-        (tmp / "config.json").write_text(json.dumps(config, indent=2))
-        for name in TOKENIZER_FILES:
-            if (target / name).is_file():
-                shutil.copy2(target / name, tmp / name)
+    with folder_lock(final):
+        if is_built(final):  # another process built it while we waited
+            return final
+        log.info("self-draft cache miss: building %s (first %d layers of %s)", final, layers, target.name)
+        with building(final, meta) as tmp:
+            kept: dict = {}
+            for shard in sorted(target.glob("*.safetensors")):
+                for name, tensor in load_file(str(shard)).items():
+                    m = re.match(r"model\.layers\.(\d+)\.", name)
+                    if m is None or int(m.group(1)) < layers:
+                        kept[name] = tensor.contiguous()
+            save_file(kept, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+            config["num_hidden_layers"] = layers
+            for key in ("layer_types",):  # per-layer lists must shrink with the layer count
+                if isinstance(config.get(key), list):
+                    config[key] = config[key][:layers]
+            (tmp / "config.json").write_text(json.dumps(config, indent=2))
+            for name in TOKENIZER_FILES:
+                if (target / name).is_file():
+                    shutil.copy2(target / name, tmp / name)
     return final
 
 

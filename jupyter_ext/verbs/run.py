@@ -78,6 +78,25 @@ def bench(spec: Any, progress: bool = True) -> Any:
     return run_spec(spec, progress=progress)
 
 
+def bench_failure(out: Any) -> Any:
+    """A BenchFailedError (carrying `out`) when a finished benchmark has a failed level or run,
+    else None: the faces turn it into a non-zero exit code or a failing cell."""
+    from ..errors import BenchFailedError
+
+    runs = [out.baseline, out.recipe] if hasattr(out, "baseline") and hasattr(out, "recipe") else [out]
+    lines = []
+    for r in (r for r in runs if r is not None):
+        lines += [f"{r.name}: {lv.label}: {lv.failure['failed']}/{lv.failure['requests']} requests failed, most "
+                  f"often ({lv.failure['count']}x) {lv.failure['error']}" for lv in r.levels if lv.failure]
+        if r.status == "failed" and not any(lv.failure for lv in r.levels):
+            lines.append(f"{r.name}: failed: {'; '.join(r.notes) or 'see the result'}")
+    if not lines:
+        return None
+    saved = ", ".join(str(r.path) for r in runs if r is not None and r.path)
+    return BenchFailedError("the benchmark has failed levels:\n  " + "\n  ".join(lines)
+                            + (f"\n(what was measured is saved in {saved})" if saved else ""), out)
+
+
 def bench_job(spec: Any, on_update: Callable[[Any], None] | None = None, job_type: type | None = None) -> Any:
     """The same run as `bench`, on a thread (not started yet): a BackgroundBenchmark, or the
     face's display subclass given as `job_type`."""

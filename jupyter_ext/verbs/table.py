@@ -35,6 +35,17 @@ def parse_int_list(text: str) -> list[int]:
     return vals
 
 
+def parse_float_list(text: str) -> list[float]:
+    """'1,2.5,4' -> [1.0, 2.5, 4.0] (request rates), with a message a user can act on."""
+    try:
+        vals = [float(x) for x in str(text).replace(" ", "").split(",") if x]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected numbers separated by commas, like 1,2.5,4 (got {text!r})") from None
+    if not vals:
+        raise argparse.ArgumentTypeError("give at least one value, like 1,2,4")
+    return vals
+
+
 def parse_json_object(text: str) -> dict:
     """'{"a": 1}' -> {'a': 1}, with a message a user can act on."""
     try:
@@ -88,6 +99,12 @@ def _d(kind: type, name: str) -> Any:
     return field_default(kind, name)
 
 
+def _output(help: str, default: str | None = None) -> tuple[Opt, ...]:
+    """--output, also -o on the command line (in a notebook `-o VAR` stores the result)."""
+    return (Opt(("--output", "-o"), help, default=default, faces=frozenset({CLI})),
+            Opt(("--output",), help + "; `-o VAR` stores the result", default=default, faces=frozenset({MAGIC})))
+
+
 _AWS = (Opt(("--region",), "AWS region (default: the session's)"),
         Opt(("--endpoint-url",), "AWS endpoint URL (tests: a moto server)"))
 _TARGET = Opt(("--target",), "local vLLM or SageMaker", default="local", choices=("local", "sagemaker"))
@@ -96,6 +113,14 @@ _POLICY = (Opt(("--target-value",), "concurrent requests per instance/copy", typ
            Opt(("--metric",), "", default=_d(AutoscalingConfig, "metric"), choices=("concurrency", "invocations")),
            Opt(("--scale-in-cooldown",), "seconds", type=int, default=_d(AutoscalingConfig, "scale_in_cooldown_s")),
            Opt(("--scale-out-cooldown",), "seconds", type=int, default=_d(AutoscalingConfig, "scale_out_cooldown_s")))
+
+# The optimization job's inputs (optimize; export takes the same).
+_OPT_JOB = (Opt(("--role-arn",), "the job's (and the endpoint's) execution role"),
+            Opt(("--model-data-s3",), "the model's weights on S3 (the job's ModelSource)"),
+            Opt(("--output-s3",), "where the job writes the optimized model"),
+            Opt(("--instance-type",), "the instance the model is optimized for (default: the recipe's)"),
+            Opt(("--tensor-parallel",), "shard over N GPUs (a ModelShardingConfig)", type=int),
+            Opt(("--accept-eula",), flag=True))
 
 BENCH_OPTIONS = (
     Opt(("recipe",), "recipe YAML path or shipped recipe name (e.g. baseline)", nargs="?"),
@@ -108,12 +133,39 @@ BENCH_OPTIONS = (
     Opt(("--prompts",), "requests per level (default 2 x concurrency, >= 4)", dest="num_prompts", type=int),
     Opt(("--max-tokens",), "new tokens per request", type=int, default=_d(Workload, "max_tokens")),
     Opt(("--input-scale",), "scale the seed's 500-1000-token prompts", type=float, default=_d(Workload, "input_scale")),
+    Opt(("--workload",), "built-in prompts: copy (questions over a quoted passage, n-gram's best case) or open "
+        "(open questions, nothing to quote)", default=_d(Workload, "workload"), choices=("copy", "open")),
+    Opt(("--dataset",), "send the rows of this file instead: JSONL of chat 'messages' or 'prompt' rows, "
+        "ShareGPT JSON/JSONL ('conversations'), or CSV with a prompt column"),
+    Opt(("--dataset-sample",), "rows drawn from --dataset (with --seed; default all)", type=int),
+    Opt(("--dataset-column",), "CSV: the prompt column (default: prompt, question, input or text)"),
+    Opt(("--seed",), "seed of the prompts, the dataset sample and request arrivals", type=int,
+        default=_d(Workload, "seed")),
     Opt(("--adapters",), "spread requests over the recipe's first N LoRA adapters (model field = adapter name)",
         type=int),
     Opt(("--adapter-skew",), "with --adapters: uniform, or zipf:S (the k-th adapter gets 1/k^S of the requests)",
         default=_d(Workload, "adapter_skew")),
-    Opt(("--rate",), "Poisson request rate (req/s); concurrency caps in-flight", dest="request_rate", type=float),
-    Opt(("--warmup",), "warm-up requests per level (default one per slot)", type=int),
+    Opt(("--rate",), "request rate(s), req/s: one rate (each --concurrency caps in-flight), or several like 1,2,4 "
+        "(the levels; the highest --concurrency caps in-flight)", dest="request_rate", type=parse_float_list),
+    Opt(("--arrival",), "arrivals at --rate: poisson (exponential gaps) or constant (evenly spaced)",
+        default=_d(Load, "arrival"), choices=("poisson", "constant")),
+    Opt(("--sweep",), "N: measure the saturation throughput (closed loop at the highest --concurrency), then N "
+        "rates evenly up to it", dest="sweep_rates", type=int),
+    Opt(("--warmup",), "warm-up requests per level, left out of its metrics (default one per slot)", type=int),
+    Opt(("--cooldown",), "leave each level's last N completions out of its metrics (counted in the result)",
+        type=int, default=_d(Load, "cooldown")),
+    Opt(("--max-failed-share",), "a level with a larger share of failed requests is marked failed (exit code 1)",
+        type=float, default=_d(Load, "max_failed_share")),
+    Opt(("--workload-shape",), "single requests, or multi-turn conversations (each turn carries the earlier "
+        "turns and the actual replies)", default=_d(Workload, "workload_shape"), choices=("single", "multi-turn")),
+    Opt(("--turns",), "turns per conversation with --workload-shape multi-turn", type=int,
+        default=_d(Workload, "turns")),
+    Opt(("--shared-prefix",), "TOKENS of one system prefix that starts every prompt (prefix caching)", type=int,
+        default=_d(Workload, "shared_prefix")),
+    Opt(("--slo",), "service-level objectives, e.g. ttft_p99=2s,tpot_p50=50ms: adds goodput (req/s meeting "
+        "every SLO) and pass/fail per level"),
+    Opt(("--repeats",), "run every level N times (fresh prompts each) and report 95%% intervals", type=int,
+        default=_d(Load, "repeats")),
     Opt(("--instance",), "instance whose rate prices the result", default=_d(Pricing, "instance")),
     Opt(("--discount",), "discount off the on-demand rate, 0..1", type=float, default=_d(Pricing, "discount")),
     Opt(("--results-dir",), "where results JSON and charts go (default ./results)"),
@@ -148,6 +200,27 @@ VERBS: tuple[Verb, ...] = (
         Opt(("--save",), "recipe new/show: also write the recipe YAML here"),
         Opt(("--target",), "check the stack for this target", default="local", choices=("local", "sagemaker")))),
     Verb("bench", "benchmark a recipe (and a baseline) at several concurrencies", BENCH_OPTIONS),
+    Verb("tune", "search recipes x concurrency for the cheapest blended $/1M that meets an SLO", (
+        Opt(("model",), "catalog model id (default: the default model)", nargs="?"),
+        Opt(("--slo",), "the SLO to meet, e.g. ttft_p99=2s,tpot_p50=50ms (metrics ttft, tpot, itl, e2e)"),
+        Opt(("--instance",), "instance whose rate prices (and roofline bounds) the search",
+            default=_d(Pricing, "instance")),
+        Opt(("--recipes",), "recipes to search (names or paths; default: baseline, ngram k=2/4, suffix, awq, "
+            "compile, fp32)", nargs="+"),
+        Opt(("--concurrency",), "levels to search, e.g. 1,2,4,8", type=parse_int_list, default=(1, 2, 4, 8)),
+        Opt(("--prompts",), "requests per level", dest="num_prompts", type=int),
+        Opt(("--max-tokens",), "new tokens per request", type=int, default=_d(Workload, "max_tokens")),
+        Opt(("--input-scale",), "scale the seed's prompts", type=float, default=_d(Workload, "input_scale")),
+        Opt(("--discount",), "discount off the on-demand rate, 0..1", type=float, default=_d(Pricing, "discount")),
+        *_output("where the winner's recipe YAML goes (default tuned.yaml)"),
+        Opt(("--target-rps",), "size a deployment for this load (req/s): instances, copies, autoscaling target",
+            type=float),
+        Opt(("--grid",), "measure every candidate (no pruning): the full grid search", flag=True),
+        Opt(("--results-dir",), "where the benchmark results JSON go"))),
+    Verb("report", "one self-contained HTML page of results (a run, or a comparison)", (
+        Opt(("results",), "result JSON paths (or @variables in a notebook); baseline first", nargs="+"),
+        *_output("HTML path", "report.html"),
+        Opt(("--title",), "page title"))),
     Verb("compare", "compare two saved results (recipe, baseline)", (
         Opt(("recipe_result",)), Opt(("baseline_result",)))),
     Verb("price", "blended $/1M tokens of a saved result, or of given figures", (
@@ -217,6 +290,38 @@ VERBS: tuple[Verb, ...] = (
         Opt(("recipe",)), Opt(("--host",), default="127.0.0.1"), Opt(("--port",), type=int))),
     Verb("stop", "stop servers started with serve (all when no PID)", (
         Opt(("pids",), nargs="*", type=int),), faces=frozenset({MAGIC})),
+    Verb("optimize", "run a SageMaker optimization job for a recipe (quantize, compile, shard, EAGLE) and deploy its output", (
+        Opt(("recipe",), "recipe YAML path or shipped name (or, in a notebook, @dry from --dry-run)"), _TARGET,
+        Opt(("--dry-run",), "print the exact requests (job, then the deploy of its output); send nothing", flag=True),
+        *_OPT_JOB, Opt(("--job-name",), "optimization job name (default: the recipe's name and the time)"),
+        Opt(("--resume",), "wait for this earlier job (left running by an interrupt) and deploy its output"),
+        Opt(("--name",), "endpoint name of the deployed output (default: the recipe's name and the time)"),
+        Opt(("--no-deploy",), "run the job only; deploy nothing", flag=True),
+        Opt(("--inference-component",), "deploy the output as an inference component", flag=True),
+        Opt(("--fine-tuned",), "the model at --model-data-s3 is a fine-tuned model", flag=True),
+        Opt(("--max-runtime",), "job's MaxRuntimeInSeconds", type=int, default=36000),
+        Opt(("--timeout",), "seconds to wait for the job before handing back (it keeps running)", type=float,
+            default=4 * 3600.0),
+        Opt(("--draft-model-s3",), "a draft_model recipe's draft on S3 (for the deployed output)"), *_AWS)),
+    Verb("recommend", "build a SageMaker AI recommendation job from an SLO (the managed twin of tune)", (
+        Opt(("recipe",)), Opt(("--slo",), "e.g. ttft_p99=2s (metric_pNN=value[ms|s], comma-separated)"),
+        Opt(("--optimize-for",), "also rank by throughput and/or cost (comma-separated)"),
+        Opt(("--dry-run",), "print the exact requests; send nothing", flag=True),
+        Opt(("--role-arn",), "the job's execution role"), Opt(("--model-data-s3",), "the model's weights on S3"),
+        Opt(("--output-s3",), "where the job writes its recommendations"),
+        Opt(("--instance-types",), "up to 3 candidates, comma-separated, e.g. ml.g5.xlarge,ml.g6.xlarge"),
+        Opt(("--framework",), default="LMI", choices=("LMI", "VLLM")),
+        Opt(("--concurrency",), "in-flight requests of the workload", type=int, default=1), *_AWS)),
+    Verb("export", "write a recipe as SageMaker Python SDK code (ModelBuilder.optimize and deploy)", (
+        Opt(("recipe",)), Opt(("--format",), default="sagemaker-sdk", choices=("sagemaker-sdk",)),
+        Opt(("-o", "--output"), "write the code to this .py file (default: print it)", dest="output",
+            faces=frozenset({CLI})),
+        Opt(("--output",), "write the code to this .py file (-o VAR stores the result)", faces=frozenset({MAGIC})),
+        Opt(("--role-arn",), "execution role (default: a DRY-RUN placeholder to replace)"),
+        Opt(("--model-data-s3",), "the model's weights on S3"), Opt(("--output-s3",), "where the job writes its output"),
+        Opt(("--instance-type",), "e.g. ml.g5.12xlarge (default: the recipe's)"),
+        Opt(("--tensor-parallel",), "shard over N GPUs (a ModelShardingConfig)", type=int),
+        Opt(("--accept-eula",), flag=True), Opt(("--region",), "AWS region (default: the session's)"))),
     Verb("panel", "the widget panel: model picker, recipe builder, benchmark, deploy, autoscale",
          faces=frozenset({MAGIC})),
 )

@@ -1,0 +1,184 @@
+"""How the requests of one level are sent: a closed loop of `c` users, or an open loop of
+arrivals at a request rate, each request timed by `client.stream_request`.
+
+  * closed loop: `c` workers each send the next item as soon as their previous one ended
+    (client queue time is zero by construction). An item is a conversation: one request
+    for a single-turn workload, `turns` requests in a row for a multi-turn one, each later
+    turn carrying the earlier prompts and the assistant's actual replies;
+  * open loop: arrivals at `rate` req/s, Poisson (exponential gaps) or constant (evenly
+    spaced), capped at `c` in flight; a request that waits for a free slot records that
+    wait as its queue time, apart from TTFT.
+
+A `Guard` watches every sample: the user's stop event, or a first request that failed in a
+way no retry fixes (nothing listening, HTTP 4xx, no stream) before any request succeeded,
+halts the level. A halted level sends nothing new, and every request already sent is waited
+for and counted: none is lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import threading
+import time
+from typing import Callable
+
+from ..errors import BenchError
+from . import failures
+from .client import Endpoint, new_session, stream_request
+from .metrics import RequestSample
+from .workload import Turn, Workload
+
+
+class Guard:
+    """Whether to stop sending: the stop event, or a fatal failure while nothing has worked yet.
+    One per sweep, so a request that succeeded at an earlier level counts."""
+
+    def __init__(self, endpoint: Endpoint, stop: threading.Event | None = None) -> None:
+        self.stop = stop
+        self.url = endpoint.url if endpoint.transport is None else endpoint.base_url
+        self.model = endpoint.model
+        self.fatal: BenchError | None = None
+        self.any_ok = False
+
+    def record(self, sample: RequestSample) -> None:
+        if sample.ok:
+            self.any_ok = True
+        elif not self.any_ok and self.fatal is None:
+            self.fatal = failures.fatal_error(sample, self.url, self.model)
+
+    @property
+    def stopped(self) -> bool:
+        return self.stop is not None and self.stop.is_set()
+
+    @property
+    def halted(self) -> bool:
+        return self.fatal is not None or self.stopped
+
+
+Record = Callable[[RequestSample], None]
+
+
+async def _conversation(session, endpoint: Endpoint, workload: Workload, i: int, max_tokens: int | None,
+                        guard: Guard, record: Record, due_at: float | None = None) -> None:
+    """Send prompt i, then its follow-up turns (if any), each after the previous reply; each
+    asks for `max_tokens`, or (None) the prompt's own output length (a dataset row's) or the
+    workload's."""
+    prompt = workload.prompts[i % len(workload)]
+    max_tokens = max_tokens or workload.tokens_for(prompt)
+    follow = workload.followups[i % len(workload)] if workload.followups else []
+    s = await stream_request(session, endpoint, prompt, max_tokens, due_at)
+    record(s)
+    history = [{"role": "user", "content": prompt.user}]
+    for turn, question in enumerate(follow, 1):
+        if not s.ok:  # the conversation cannot go on; its later turns are counted, not sent
+            for t in range(turn, len(follow) + 1):
+                record(RequestSample(prompt_index=prompt.index, ok=False, turn=t, error_kind=failures.NOT_SENT,
+                                     error=f"not sent: turn {turn - 1} of its conversation failed",
+                                     finished_at=time.perf_counter(), model=prompt.model))
+            return
+        if guard.halted:
+            return
+        history = history + [{"role": "assistant", "content": s.text}]
+        s = await stream_request(session, endpoint, Turn(prompt.index, prompt.system, history, question, prompt.model),
+                                 max_tokens)
+        s.turn = turn
+        record(s)
+        history = history + [{"role": "user", "content": question}]
+
+
+async def closed_loop(session, endpoint: Endpoint, workload: Workload, items: list[int], c: int,
+                      max_tokens: int | None, guard: Guard, record: Record) -> None:
+    queue = list(reversed(items))
+
+    async def worker() -> None:
+        while queue and not guard.halted:
+            await _conversation(session, endpoint, workload, queue.pop(), max_tokens, guard, record)
+
+    await asyncio.gather(*(worker() for _ in range(min(c, len(items)))))
+
+
+def arrival_gaps(rate: float, arrival: str, n: int, seed: int) -> list[float]:
+    """Seconds between consecutive arrivals: Exp(rate) for Poisson, 1/rate for constant."""
+    if arrival == "constant":
+        return [1.0 / rate] * n
+    rng = random.Random(seed)
+    return [rng.expovariate(rate) for _ in range(n)]
+
+
+async def open_loop(session, endpoint: Endpoint, workload: Workload, items: list[int], c: int, rate: float,
+                    arrival: str, seed: int, max_tokens: int | None, guard: Guard, record: Record) -> None:
+    slots = asyncio.Semaphore(c)
+    start = time.perf_counter()
+    sending: set[asyncio.Task] = set()
+
+    async def one(i: int, due_at: float) -> None:
+        await asyncio.sleep(max(0.0, due_at - time.perf_counter()))
+        async with slots:
+            if guard.halted:
+                return
+            sending.add(asyncio.current_task())
+            await _conversation(session, endpoint, workload, i, max_tokens, guard, record, due_at)
+
+    due, tasks = 0.0, []
+    for i, gap in zip(items, arrival_gaps(rate, arrival, len(items), seed)):
+        due += gap
+        tasks.append(asyncio.ensure_future(one(i, start + due)))
+    while not all(t.done() for t in tasks):
+        if guard.halted:  # drop what was not sent yet; wait for what was
+            for t in tasks:
+                if t not in sending:
+                    t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            break
+        await asyncio.sleep(0.05)
+    for t in tasks:  # a bug in a task must not pass silently
+        if t.done() and not t.cancelled() and t.exception() is not None:
+            raise t.exception()
+
+
+async def run_level(endpoint: Endpoint, workload: Workload, c: int, n: int, warmup: int, guard: Guard,
+                    request_rate: float | None = None, arrival: str = "poisson", seed: int = 0,
+                    on_done: Record | None = None, block: tuple[list[int], list[int]] | None = None,
+                    ) -> tuple[list[RequestSample], list[RequestSample], float]:
+    """Warm up (short requests), then measure one level: (measured samples, warm-up samples,
+    the measured part's start on the monotonic clock). `n` counts requests; a multi-turn level
+    sends whole conversations, so it is rounded up to a multiple of the turns. `block` gives
+    the (warm-up, measured) prompt indices (`SweepSpec.block`: fresh ones for every level);
+    a multi-turn level opens its conversations on the first measured ones. Without it the
+    level sends the first prompts, warm-ups among them."""
+    turns = 1 + (len(workload.followups[0]) if workload.followups else 0)
+    samples: list[RequestSample] = []
+    warm: list[RequestSample] = []
+
+    def keep(into: list[RequestSample], report: Record | None) -> Record:
+        def rec(s: RequestSample) -> None:
+            into.append(s)
+            guard.record(s)
+            if report:
+                report(s)
+        return rec
+
+    conversations = -(-n // turns)
+    if block is None:
+        block = ([i % conversations for i in range(warmup)], list(range(conversations)))
+    warm_idx, items = block[0], block[1][:conversations]
+    async with new_session(endpoint) as session:
+        if warm_idx:
+            await closed_loop(session, endpoint, _single(workload), warm_idx, c,
+                              min(16, workload.max_tokens), guard, keep(warm, None))
+        t0 = time.perf_counter()
+        if guard.halted:
+            return samples, warm, t0
+        rec = keep(samples, on_done)
+        if request_rate is None:
+            await closed_loop(session, endpoint, workload, items, c, None, guard, rec)
+        else:
+            await open_loop(session, endpoint, workload, items, c, request_rate, arrival, seed,
+                            None, guard, rec)
+    return samples, warm, t0
+
+
+def _single(workload: Workload) -> Workload:
+    """The workload's first turns only (warm-up requests hold no conversation)."""
+    return Workload(workload.prompts, workload.max_tokens, workload.description) if workload.followups else workload
