@@ -52,6 +52,10 @@ class BenchError(OptimizeError):
     """A benchmark was asked for with invalid settings, or its endpoint is unusable."""
 
 
+class DatasetError(OptimizeError):
+    """A dataset file is missing, empty or has a malformed row (the message names the line)."""
+
+
 class ResultFileError(OptimizeError):
     """A results file is missing, unreadable, or not a jupyter-optimize result."""
 

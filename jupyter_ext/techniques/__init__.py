@@ -85,9 +85,9 @@ def prepare_artifacts(recipe: Recipe, model_path: str | None = None, check_host:
 
 
 # Modules of this package that define no technique: the registry itself, the AWQ child-process
-# entry and the AWQ quality evaluation. (The `prepare` verb's warm start, which starts a server,
+# entry, the AWQ quality evaluation, and the draft training (data and loop) speculative.py calls. (The `prepare` verb's warm start, which starts a server,
 # is engine/prepare.py.)
-_NOT_TECHNIQUE_MODULES = frozenset({"registry", "awq_run", "quantize_eval"})
+_NOT_TECHNIQUE_MODULES = frozenset({"registry", "awq_run", "quantize_eval", "draft_data", "draft_train"})
 
 
 def _discover() -> None:

@@ -196,8 +196,10 @@ VERBS: tuple[Verb, ...] = (
         Opt(("--ttft-slo",), "seconds", type=float, default=2.0),
         Opt(("--seed",), type=int, default=0),
         Opt(("--chart",), "PNG path for the timeline"))),
-    Verb("prepare", "build a recipe's artifacts ahead of deployment (AWQ, draft, compile cache)", (
-        Opt(("recipe",)), Opt(("--no-warm",), "skip the warm start that fills the compile cache", dest="warm", negate=True))),
+    Verb("prepare", "build a recipe's artifacts ahead of deployment (AWQ, trained draft, compile cache)", (
+        Opt(("recipe",)), Opt(("--no-warm",), "skip the warm start that fills the compile cache", dest="warm", negate=True),
+        Opt(("--dataset",), "JSONL of chat prompts ('messages' or 'prompt' per line) a trained draft learns from "
+            "(default: the recipe's speculative.train.dataset, else built-in text)"))),
     Verb("serve", "start a local vLLM server for a recipe and keep it (bench reuses it)", (
         Opt(("recipe",)), Opt(("--host",), default="127.0.0.1"), Opt(("--port",), type=int))),
     Verb("stop", "stop servers started with serve (all when no PID)", (
