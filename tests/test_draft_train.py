@@ -210,3 +210,11 @@ def test_vllm_serves_the_trained_draft_and_greedy_outputs_equal_the_baseline(dat
     texts, stats = greedy({"name": "trained-draft", "engine": engine, "speculative": spec})
     assert stats and stats["active"] and stats["draft_tokens"] > 0, stats
     assert texts == base
+
+
+@pytest.mark.parametrize("face", ["cli", "magic"])
+def test_prepare_takes_a_dataset_on_both_faces(face):
+    from jupyter_ext.verbs.table import build_parser, call_args
+
+    args = build_parser(face).parse_args(["prepare", "draft", "--dataset", "chats.jsonl"])
+    assert call_args(args, face) == {"recipe": "draft", "warm": True, "dataset": "chats.jsonl"}

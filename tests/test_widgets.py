@@ -125,3 +125,19 @@ def test_bench_panel_errors_stay_visible(tmp_path):
         bench.wait(60)
     wait_until(lambda: "could not read the served model" in bench.message.text, 10, "the error in the panel")
     assert not bench.run.disabled
+
+
+def test_recipe_builder_prepares_the_recipe_on_a_worker_thread(tmp_path):
+    """The Prepare button runs the core prepare verb off the kernel's thread and shows its
+    report; a dataset for a recipe without a trained draft shows the core's RecipeError."""
+    rb = RecipeBuilder()
+    rb.speculative.value, rb.draft_model.value = "draft_model", "self:2"
+    assert rb.error == ""
+    rb.prepare.click()
+    rb.prepare_task.join(timeout=300)
+    assert not rb.prepare_task.is_alive() and not rb.prepare.disabled
+    assert "prepared recipe 'my-recipe'" in rb.prepare_message.text and "draft_path" in rb.prepare_message.text
+    rb.dataset.value = str(tmp_path / "chats.jsonl")
+    rb.prepare.click()
+    rb.prepare_task.join(timeout=60)
+    assert rb.prepare_message.text.startswith("RecipeError:") and "model: trained" in rb.prepare_message.text
