@@ -108,7 +108,8 @@ def draft_notes(draft_path: str | None) -> list[str]:
     tr, acc = meta["training"], meta["training"]["acceptance"]
     return [f"trained draft: {meta['settings']['layers']} layers on {meta['dataset']} ({tr['train_prompts']} prompts), "
             f"{tr['steps']} steps, final KL {tr['final_loss']:.3f}, held-out acceptance at k={acc['k']}: "
-            f"{acc['rate']:.3f} ({acc['tokens_per_step']:.2f} tokens per target step)"]
+            f"{acc['rate']:.3f} ({acc['tokens_per_step']:.2f} tokens per target step; "
+            f"{tr.get('train_acceptance', float('nan')):.3f} on training prompts)"]
 
 
 def prepare(recipe: Recipe | str | Path, warm: bool = True, dataset: str | None = None,

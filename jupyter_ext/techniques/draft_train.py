@@ -262,6 +262,8 @@ def trained_draft(target: Path, settings: dict, k: int, cache_dir: Path,
     work = final.parent / f".{final.name}.work"
     state = train(draft, samples["train"], settings, work / "checkpoint.pt", on_step)
     acc = heldout_acceptance(draft, samples["heldout"], k)
+    # the same measure on as many training prompts: far above the held-out figure = too few prompts
+    seen = heldout_acceptance(draft, samples["train"][:len(samples["heldout"])], k)
     window = state.losses[-10:]
     report = {"kind": "trained-draft", "target": str(target), "target_hash": model_hash(target),
               "dataset": dataset or "builtin", "dataset_id": dataset_id(dataset), "settings": settings,
@@ -270,9 +272,10 @@ def trained_draft(target: Path, settings: dict, k: int, cache_dir: Path,
                            "final_loss": sum(window) / len(window) if window else None,
                            "train_seconds": state.seconds, "teacher_seconds": teacher_s,
                            "resumed_from": state.resumed_from, "train_prompts": len(samples["train"]),
-                           "acceptance": acc.to_dict()}}
+                           "acceptance": acc.to_dict(), "train_acceptance": seen.rate}}
     tqdm.write(f"draft for {target.name}: {settings['layers']} layers, held-out acceptance at k={k}: "
-               f"{acc.rate:.3f} ({acc.tokens_per_step:.2f} tokens per target step, {acc.prompts} prompts)")
+               f"{acc.rate:.3f} ({acc.tokens_per_step:.2f} tokens per target step, {acc.prompts} prompts; "
+               f"{seen.rate:.3f} on as many training prompts)")
     with building(final, report) as tmp:
         draft.save_pretrained(str(tmp), safe_serialization=True)
         for name in TOKENIZER_FILES:
