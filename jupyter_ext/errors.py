@@ -81,8 +81,8 @@ class BenchFailedError(BenchError):
 
 
 class DatasetError(BenchError):
-    """A benchmark dataset file is missing, empty, unreadable, or has a malformed row (the
-    message names the file, the line and what is wrong)."""
+    """A dataset file (a benchmark's prompts, or a draft's training prompts) is missing, empty,
+    unreadable, or has a malformed row (the message names the file, the line and what is wrong)."""
 
 
 class ResultFileError(OptimizeError):

@@ -313,7 +313,9 @@ def test_the_registry_refuses_a_technique_that_does_not_fit():
 
 
 def test_prepare_builds_the_draft_before_any_start():
-    r = load_recipe("draft")
+    # self:2, not the shipped draft recipe, whose trained draft takes half an hour to build
+    # (tests/test_draft_train.py trains a tiny one through the same prepare step).
+    r = recipe_from_dict({"name": "self-draft", "speculative": {"method": "draft_model", "model": "self:2"}})
     a = prepare_artifacts(r)
     assert a.draft_path and Path(a.draft_path, "config.json").is_file()
     assert a.model_path == str(model_folder(MODEL)) and a.compile_cache_dir is None

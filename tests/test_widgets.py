@@ -172,3 +172,19 @@ def test_bench_panel_benchmarks_a_dataset_file(tmp_path, schedule_server_factory
     wait_until(lambda: not bench.run.disabled, 10, "Run to be enabled again")
     bench.run.click()
     assert bench.wait(60).workload["kind"] == "open"
+
+
+def test_recipe_builder_prepares_the_recipe_on_a_worker_thread(tmp_path):
+    """The Prepare button runs the core prepare verb off the kernel's thread and shows its
+    report; a dataset for a recipe without a trained draft shows the core's RecipeError."""
+    rb = RecipeBuilder()
+    rb.speculative.value, rb.draft_model.value = "draft_model", "self:2"
+    assert rb.error == ""
+    rb.prepare.click()
+    rb.prepare_task.join(timeout=300)
+    assert not rb.prepare_task.is_alive() and not rb.prepare.disabled
+    assert "prepared recipe 'my-recipe'" in rb.prepare_message.text and "draft_path" in rb.prepare_message.text
+    rb.dataset.value = str(tmp_path / "chats.jsonl")
+    rb.prepare.click()
+    rb.prepare_task.join(timeout=60)
+    assert rb.prepare_message.text.startswith("RecipeError:") and "model: trained" in rb.prepare_message.text

