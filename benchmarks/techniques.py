@@ -142,6 +142,8 @@ def main() -> None:
     ap.add_argument("--prompts", type=int, default=None, help="requests per level (default 2 x concurrency, >= 4)")
     ap.add_argument("--max-tokens", type=int, default=250)
     ap.add_argument("--input-scale", type=float, default=1.0)
+    ap.add_argument("--workload", choices=["copy", "open"], default="copy",
+                    help="copy: questions over a quoted passage (n-gram's best case); open: no passage to quote")
     ap.add_argument("--quick", action="store_true", help="2 prompts, 32 tokens, input x0.3, c=1,2, 1 repeat")
     ap.add_argument("--out", default=str(HERE / "results" / "techniques.json"))
     a = ap.parse_args()
@@ -150,11 +152,14 @@ def main() -> None:
         a.concurrency = "1,2" if a.concurrency == "1,4,8" else a.concurrency
     levels = [int(x) for x in a.concurrency.split(",")]
     recipes = [load_recipe(n) for n in ["baseline"] + [n for n in a.recipes.split(",") if n and n != "baseline"]]
-    opts = {"concurrency": levels, "num_prompts": a.prompts, "max_tokens": a.max_tokens, "input_scale": a.input_scale}
+    opts = {"concurrency": levels, "num_prompts": a.prompts, "max_tokens": a.max_tokens, "workload": a.workload}
+    if a.workload == "copy":
+        opts["input_scale"] = a.input_scale
     result = {"command": " ".join(["python", "benchmarks/techniques.py", *sys.argv[1:]]),
               "date": time.strftime("%Y-%m-%d %H:%M"), "machine": machine_description(), "versions": package_versions(),
               "settings": {**opts, "repeats": a.repeats, "order": "interleaved"},
-              "workload": "seed shape: prompts 500-1000 tokens (mean ~622) x input_scale, max_tokens new tokens"}
+              "workload": ("seed shape: prompts 500-1000 tokens (mean ~622) x input_scale, max_tokens new tokens"
+                           if a.workload == "copy" else "open questions (no passage to quote), max_tokens new tokens")}
     recipes, result["refused"] = prepare_all(recipes)
     result["recipes"] = {r.name: r.to_dict() for r in recipes}
     out = Path(a.out)
