@@ -157,16 +157,22 @@ def open_session(endpoint_name: str, session: Any = None, region: str | None = N
     """Open a sticky session: InvokeEndpoint with SessionId=NEW_SESSION and the container's
     open request (`open_body`, default DEFAULT_OPEN_BODY). Returns the id from NewSessionId
     (`<id>; Expires=<time>`); a reply without one is a DeployError."""
-    clients = as_clients(session, region, endpoint_url)
-    resp = clients.call("sagemaker-runtime", "InvokeEndpoint", EndpointName=endpoint_name,
-                        Body=json.dumps(open_body or DEFAULT_OPEN_BODY), ContentType="application/json",
-                        Accept="application/json", SessionId=NEW_SESSION, **_component(inference_component))
+    resp = _session_call(as_clients(session, region, endpoint_url), endpoint_name, open_body or DEFAULT_OPEN_BODY,
+                         NEW_SESSION, inference_component)
     opened = resp.get("NewSessionId")
     if not opened:
         raise DeployError("the endpoint's container opened no session (its reply has no NewSessionId): sticky "
                           "sessions need a container that creates them (vLLM's /invocations does with "
                           "SAGEMAKER_ENABLE_STATEFUL_SESSIONS=true: deploy the recipe with deploy: {sessions: true})")
     return opened.split(";")[0].strip()
+
+
+def _session_call(clients: Any, endpoint_name: str, body: dict[str, Any], session_id: str,
+                  inference_component: str | None) -> dict:
+    """One InvokeEndpoint of the session protocol (open or close) with its JSON body."""
+    return clients.call("sagemaker-runtime", "InvokeEndpoint", EndpointName=endpoint_name, Body=json.dumps(body),
+                        ContentType="application/json", Accept="application/json", SessionId=session_id,
+                        **_component(inference_component))
 
 
 def close_session(endpoint_name: str, session_id: str, session: Any = None, region: str | None = None,
@@ -177,10 +183,8 @@ def close_session(endpoint_name: str, session_id: str, session: Any = None, regi
     reply without it is a DeployError (the container did not close the session)."""
     if not session_id or session_id == NEW_SESSION:
         raise DeployError("close_session needs the id of an open session (the session_id an invoke returned)")
-    clients = as_clients(session, region, endpoint_url)
-    resp = clients.call("sagemaker-runtime", "InvokeEndpoint", EndpointName=endpoint_name,
-                        Body=json.dumps(close_body or DEFAULT_CLOSE_BODY), ContentType="application/json",
-                        Accept="application/json", SessionId=session_id, **_component(inference_component))
+    resp = _session_call(as_clients(session, region, endpoint_url), endpoint_name, close_body or DEFAULT_CLOSE_BODY,
+                         session_id, inference_component)
     closed = resp.get("ClosedSessionId")
     if not closed:
         raise DeployError(f"the endpoint did not close session {session_id} (no ClosedSessionId in its reply); "

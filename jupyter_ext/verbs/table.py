@@ -24,26 +24,24 @@ CLI, MAGIC = "cli", "magic"
 BOTH = frozenset({CLI, MAGIC})
 
 
+def _parse_list(text: str, convert: Callable[[str], Any], what: str, example: str) -> list:
+    try:
+        vals = [convert(x) for x in str(text).replace(" ", "").split(",") if x]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {what} separated by commas, like {example} (got {text!r})") from None
+    if not vals:
+        raise argparse.ArgumentTypeError(f"give at least one value, like {example}")
+    return vals
+
+
 def parse_int_list(text: str) -> list[int]:
     """'1,2,4' -> [1, 2, 4], with a message a user can act on."""
-    try:
-        vals = [int(x) for x in str(text).replace(" ", "").split(",") if x]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected whole numbers separated by commas, like 1,2,4 (got {text!r})") from None
-    if not vals:
-        raise argparse.ArgumentTypeError("give at least one value, like 1,2,4")
-    return vals
+    return _parse_list(text, int, "whole numbers", "1,2,4")
 
 
 def parse_float_list(text: str) -> list[float]:
     """'1,2.5,4' -> [1.0, 2.5, 4.0] (request rates), with a message a user can act on."""
-    try:
-        vals = [float(x) for x in str(text).replace(" ", "").split(",") if x]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected numbers separated by commas, like 1,2.5,4 (got {text!r})") from None
-    if not vals:
-        raise argparse.ArgumentTypeError("give at least one value, like 1,2,4")
-    return vals
+    return _parse_list(text, float, "numbers", "1,2.5,4")
 
 
 def parse_json_object(text: str) -> dict:
