@@ -82,3 +82,38 @@ def vllm_server():
     srv.start()
     yield srv
     srv.stop()
+
+
+def greedy_completions(recipe_data: dict, prompts: list[str], max_tokens: int) -> tuple[list[str], dict | None]:
+    """Start the recipe's real vLLM server, get each prompt's greedy completion (temperature 0)
+    and the speculative counters' summary (None without speculation); the server is stopped."""
+    import json
+    import urllib.request
+
+    from jupyter_ext.bench.spec_metrics import scrape_spec_counters
+    from jupyter_ext.engine import server_for_recipe
+    from jupyter_ext.recipes import recipe_from_dict
+
+    srv = server_for_recipe(recipe_from_dict(recipe_data), start_timeout_s=600)
+    texts = []
+    with srv.start():
+        for p in prompts:
+            body = json.dumps({"model": srv.command.served_model_name, "prompt": p, "max_tokens": max_tokens,
+                               "temperature": 0}).encode()
+            req = urllib.request.Request(srv.base_url + "/v1/completions", body, {"Content-Type": "application/json"})
+            with urllib.request.urlopen(req, timeout=300) as resp:
+                texts.append(json.load(resp)["choices"][0]["text"])
+        counters = scrape_spec_counters(srv.base_url)
+    return texts, counters.summary() if counters else None
+
+
+@pytest.fixture
+def ip(tmp_path, monkeypatch):
+    """An IPython shell with the extension loaded, cwd = tmp_path (test_magics has its own,
+    which also points results at tmp_path and resets settings)."""
+    from IPython.core.interactiveshell import InteractiveShell
+
+    monkeypatch.chdir(tmp_path)
+    shell = InteractiveShell.instance()
+    shell.run_line_magic("load_ext", "jupyter_ext")
+    return shell

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import greedy_completions
 from jupyter_ext.errors import DatasetError, RecipeError
 from jupyter_ext.recipes import load_recipe, recipe_from_dict
 from jupyter_ext.store.artifacts import read_marker
@@ -182,28 +183,12 @@ def test_an_interrupted_training_resumes_from_its_checkpoint(target, dataset, ca
 def test_vllm_serves_the_trained_draft_and_greedy_outputs_equal_the_baseline(dataset):
     """`model: trained` end to end (trained tiny, or found in the cache): vLLM CPU loads it as
     a draft_model, proposes tokens with it, and in fp32 the greedy texts equal the baseline's."""
-    import urllib.request
-
-    from jupyter_ext.bench.spec_metrics import scrape_spec_counters
-    from jupyter_ext.engine import server_for_recipe
-
     engine = {"max_model_len": 1024, "enforce_eager": True, "dtype": "float32"}
     prompts = ["The quick brown fox jumps over the lazy dog. The quick brown fox",
                "def fibonacci(n):\n    if n < 2:\n        return n\n    return"]
 
     def greedy(recipe: dict) -> tuple[list[str], dict | None]:
-        srv = server_for_recipe(recipe_from_dict(recipe), start_timeout_s=600)
-        out = []
-        with srv.start():
-            for p in prompts:
-                body = json.dumps({"model": srv.command.served_model_name, "prompt": p, "max_tokens": 24,
-                                   "temperature": 0}).encode()
-                req = urllib.request.Request(srv.base_url + "/v1/completions", body,
-                                             {"Content-Type": "application/json"})
-                with urllib.request.urlopen(req, timeout=300) as r:
-                    out.append(json.load(r)["choices"][0]["text"])
-            counters = scrape_spec_counters(srv.base_url)
-        return out, counters.summary() if counters else None
+        return greedy_completions(recipe, prompts, 24)
 
     base, _ = greedy({"name": "trained-base", "engine": engine})
     spec = {"method": "draft_model", "model": "trained", "num_tokens": 3, "train": {**TINY, "dataset": dataset}}

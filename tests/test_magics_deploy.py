@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 from botocore.exceptions import ClientError
 from IPython.core.error import UsageError
-from IPython.core.interactiveshell import InteractiveShell
 
 sys.path.insert(0, str(Path(__file__).parent))
 pytest.register_assert_rewrite("aws_fixtures")
@@ -55,14 +54,6 @@ STAND_IN = textwrap.dedent("""
 
     HTTPServer(("127.0.0.1", int(sys.argv[2])), H).serve_forever()
 """)
-
-
-@pytest.fixture
-def ip(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    shell = InteractiveShell.instance()
-    shell.run_line_magic("load_ext", "jupyter_ext")
-    return shell
 
 
 def run(shell, line: str):

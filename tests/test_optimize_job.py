@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 from botocore import xform_name
 from IPython.core.error import UsageError
-from IPython.core.interactiveshell import InteractiveShell
 
 sys.path.insert(0, str(Path(__file__).parent))
 pytest.register_assert_rewrite("aws_fixtures")
@@ -285,14 +284,6 @@ def test_recommendations_are_checked_against_the_slo_thresholds():
 
 
 # -- the magic --------------------------------------------------------------------------
-@pytest.fixture
-def ip(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    shell = InteractiveShell.instance()
-    shell.run_line_magic("load_ext", "jupyter_ext")
-    return shell
-
-
 def test_the_magic_has_the_verbs(ip):
     dry = ip.run_line_magic("optimize", f"optimize awq --target sagemaker --dry-run --instance-type ml.g5.2xlarge "
                                         f"--region {REGION}")

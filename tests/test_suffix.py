@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import urllib.request
 
 import pytest
 
+from conftest import greedy_completions
 from jupyter_ext.engine import build_server_command, server_for_recipe
 from jupyter_ext.errors import RecipeError, TechniqueUnavailableError
 from jupyter_ext.recipes import load_recipe, recipe_from_dict
@@ -90,27 +90,13 @@ def test_the_arctic_inference_check_agrees_with_the_environment():
 def test_suffix_decoding_is_active_and_lossless():
     """Greedy texts with suffix decoding equal the baseline's, and repeated prompts get drafts
     accepted (the global tree holds the earlier responses). fp32, as in test_techniques."""
-    from jupyter_ext.bench.spec_metrics import scrape_spec_counters
-
     prompts = ["The quick brown fox jumps over the lazy dog. The quick brown fox jumps over the lazy dog. The quick",
                "def fibonacci(n):\n    if n < 2:\n        return n\n    return"] * 2
 
     def run(spec):
         data = {"name": "suffix-lossless", "engine": {"max_model_len": 1024, "enforce_eager": True,
                                                       "dtype": "float32"}}
-        srv = server_for_recipe(recipe_from_dict({**data, **({"speculative": spec} if spec else {})}),
-                                start_timeout_s=600)
-        texts = []
-        with srv.start():
-            for p in prompts:
-                body = json.dumps({"model": srv.command.served_model_name, "prompt": p, "max_tokens": 32,
-                                   "temperature": 0}).encode()
-                req = urllib.request.Request(srv.base_url + "/v1/completions", body,
-                                             {"Content-Type": "application/json"})
-                with urllib.request.urlopen(req, timeout=300) as resp:
-                    texts.append(json.load(resp)["choices"][0]["text"])
-            counters = scrape_spec_counters(srv.base_url)
-        return texts, counters.summary() if counters else None
+        return greedy_completions({**data, **({"speculative": spec} if spec else {})}, prompts, 32)
 
     base, _ = run(None)
     texts, stats = run({"method": "suffix", "num_tokens": 8})
