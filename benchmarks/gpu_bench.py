@@ -128,10 +128,10 @@ def kernel_lines(log: Path) -> list[str]:
     return list(dict.fromkeys(picked))[:20]
 
 
-def bench_one(spec: dict, folder: Path, out: Path, levels: list[int]) -> dict:
+def bench_one(spec: dict, folder: Path, out: Path, levels: list[int], draft_path: str | None = None) -> dict:
     recipe = recipe_from_dict(spec)
     port = free_port()
-    cmd = build_server_command(recipe, str(folder), "127.0.0.1", port, platform="cuda")
+    cmd = build_server_command(recipe, str(folder), "127.0.0.1", port, platform="cuda", draft_path=draft_path)
     log = out / f"{recipe.name}.server.log"
     srv = LocalServer(cmd, "127.0.0.1", port, log, start_timeout_s=420)
     t0 = time.monotonic()

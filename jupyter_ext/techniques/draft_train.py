@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..store.artifacts import artifact_dir, building, is_built, model_hash, options_key
-from .draft_data import TOP_K, BATCH, dataset_id, forward_batches, padded, teacher_set
+from .draft_data import TOP_K, BATCH, dataset_id, forward_batches, padded, teacher_set, train_device
 
 CONTEXT_POSITIONS = 16  # prompt positions per sequence added to the loss besides the answer's
 FROZEN = ("model.embed_tokens.weight", "lm_head.weight")  # tied: one tensor, the teacher's
@@ -82,7 +82,7 @@ def heldout_acceptance(draft: Any, samples: list[dict], k: int) -> Acceptance:
     for i, logits in forward_batches(draft.eval(), seqs):
         s = samples[i]
         ans = slice(s["start"] - 1, len(seqs[i]) - 1)  # rows predicting the answer's tokens
-        matches = (logits[ans].argmax(-1) == s["top_ids"][ans, 0].long()).tolist()
+        matches = (logits[ans].argmax(-1).cpu() == s["top_ids"][ans, 0].long()).tolist()
         t = 0
         while t < len(matches):
             p, a = accepted_run(matches, t, k)
@@ -140,18 +140,18 @@ def distillation_loss(draft: Any, samples: list[dict], idx: list[int], gen: Any)
     import torch
 
     seqs = [samples[i]["ids"].tolist() for i in idx]
-    ids, mask, pos = padded(seqs)
+    ids, mask, pos = padded(seqs, device=draft.device)
     hidden = draft.model(input_ids=ids, attention_mask=mask, position_ids=pos).last_hidden_state
     rows, top_ids, top_lp = [], [], []
     for j, i in enumerate(idx):
         s, off = samples[i], ids.shape[1] - len(seqs[j])
         context = torch.randperm(s["start"] - 1, generator=gen)[:CONTEXT_POSITIONS]
         p = torch.cat([torch.arange(s["start"] - 1, len(seqs[j]) - 1), context])
-        rows.append(hidden[j, off + p])
+        rows.append(hidden[j, off + p.to(hidden.device)])
         top_ids.append(s["top_ids"][p].long())
         top_lp.append(s["top_logprobs"][p].float())
-    logq = torch.log_softmax(draft.lm_head(torch.cat(rows)), -1).gather(-1, torch.cat(top_ids))
-    logp = torch.log_softmax(torch.cat(top_lp), -1)  # renormalised over the top-K
+    logq = torch.log_softmax(draft.lm_head(torch.cat(rows)), -1).gather(-1, torch.cat(top_ids).to(hidden.device))
+    logp = torch.log_softmax(torch.cat(top_lp).to(hidden.device), -1)  # renormalised over the top-K
     return (logp.exp() * (logp - logq)).sum(-1).mean()
 
 
@@ -190,7 +190,7 @@ def train(draft: Any, samples: list[dict], settings: dict, checkpoint: Path,
     opt = torch.optim.AdamW(params, lr=settings["lr"], weight_decay=0.0)
     state = TrainState()
     if checkpoint.is_file():
-        saved = torch.load(checkpoint, weights_only=True)
+        saved = torch.load(checkpoint, weights_only=True, map_location="cpu")
         draft.load_state_dict(saved["model"], strict=False)
         opt.load_state_dict(saved["optimizer"])
         state = TrainState(**saved["state"])
@@ -258,7 +258,7 @@ def trained_draft(target: Path, settings: dict, k: int, cache_dir: Path,
     t = time.monotonic()
     samples = teacher_set(target, dataset, settings, teacher_file(cache_dir, target, settings))
     teacher_s = time.monotonic() - t
-    draft = init_draft(target, settings["layers"])
+    draft = init_draft(target, settings["layers"]).to(train_device())
     work = final.parent / f".{final.name}.work"
     state = train(draft, samples["train"], settings, work / "checkpoint.pt", on_step)
     acc = heldout_acceptance(draft, samples["heldout"], k)

@@ -1,0 +1,91 @@
+"""The trained draft on a GPU: trained there with the toolkit's own trainer, then served by vLLM
+beside n-gram speculation and no speculation (issue 12's last item, issue 13's draft on CUDA).
+
+Runs on the GPU host after ../shared/gpu/install.sh (vLLM 0.24.0 in $HOME/vllm-site, SmolLM2
+converted to $HOME/st/smollm2). Steps, each written to --out as it finishes:
+  1. `trained_draft` (techniques/draft_train.py, the code `prepare recipes/draft.yaml` runs) on
+     the GPU (train_device() picks CUDA), with the recipe's settings or larger ones (--prompts,
+     --steps, --batch-size); prints held-out acceptance at k = --k; training.json keeps timings;
+  2. HTTP benchmarks (engine module + jupyter_ext.bench, compiled, c = --levels) of
+     smol-compiled, smol-ngram-compiled (k=4) and smol-draft-trained-compiled (k = --k), with
+     vLLM's acceptance counters and the greedy texts compared prompt by prompt with the
+     unspeculated run.
+The suffix method is not run: arctic-inference is not staged on the GPU host.
+
+    python benchmarks/gpu_draft.py --out DIR [--prompts 2048 --steps 2000 --batch-size 16]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent))
+
+from gpu_bench import SMOL, bench_one, gpu_name, text_equality  # noqa: E402
+from jupyter_ext.techniques.draft_train import trained_draft  # noqa: E402
+from jupyter_ext.techniques.speculative import DraftTraining  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--prompts", type=int, default=2048)
+    ap.add_argument("--steps", type=int, default=2000)
+    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--heldout", type=int, default=64)
+    ap.add_argument("--k", type=int, default=3)
+    ap.add_argument("--levels", default="1,16,64")
+    ap.add_argument("--skip-bench", action="store_true")
+    a = ap.parse_args()
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    target = Path(os.path.expanduser("~/st/smollm2"))
+    settings = DraftTraining(prompts=a.prompts, steps=a.steps, batch_size=a.batch_size,
+                             heldout_prompts=a.heldout).model_dump()
+    doc: dict = {"date": time.strftime("%Y-%m-%d"), "gpu": gpu_name(), "command": " ".join(sys.argv), "runs": []}
+
+    def save() -> None:
+        (out / "gpu_draft.json").write_text(json.dumps(doc, indent=1, default=str))
+
+    t = time.monotonic()
+    draft = trained_draft(target, settings, a.k, Path(os.environ.get("JUPYTER_OPTIMIZE_CACHE", "/tmp/jo")))
+    doc["training"] = {**json.loads((draft / "training.json").read_text()), "wall_s": time.monotonic() - t,
+                       "draft_mb": sum(f.stat().st_size for f in draft.iterdir()) / 2**20}
+    print("TRAINED", json.dumps(doc["training"]["training"], default=str)[:1500], flush=True)
+    save()
+    if a.skip_bench:
+        return
+    levels = [int(x) for x in a.levels.split(",")]
+    eng = {"max_model_len": 2048, "gpu_memory_utilization": 0.3}
+    comp = {"enabled": True, "cache": False}
+    specs = [
+        ({"name": "smol-compiled", "model": SMOL, "engine": eng, "compile": comp}, None),
+        ({"name": "smol-ngram-compiled", "model": SMOL, "engine": eng, "compile": comp,
+          "speculative": {"method": "ngram", "num_tokens": 4}}, None),
+        ({"name": "smol-draft-trained-compiled", "model": SMOL, "engine": eng, "compile": comp,
+          "speculative": {"method": "draft_model", "model": "trained", "num_tokens": a.k, "train": settings}},
+         str(draft)),
+    ]
+    for spec, draft_path in specs:
+        try:
+            doc["runs"].append(bench_one(spec, target, out, levels, draft_path=draft_path))
+        except Exception as e:  # noqa: BLE001 - one failed configuration must not lose the others
+            doc["runs"].append({"name": spec["name"], "error": f"{type(e).__name__}: {str(e)[-1500:]}"})
+            print("FAILED", spec["name"], str(e)[-1500:], flush=True)
+        by = {r["name"]: r for r in doc["runs"] if "levels" in r}
+        if "smol-compiled" in by:
+            doc["comparisons"] = {f"texts {n} vs smol-compiled": text_equality(by["smol-compiled"], r)
+                                  for n, r in by.items() if n != "smol-compiled"}
+        save()
+    print(json.dumps(doc.get("comparisons"), default=str)[:2000], flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# On the GPU host, after ../shared/gpu/install.sh: run issue 12's sitting as one detached queue,
+# so no single device call has to hold a whole compile + benchmark (the queue outlives the call
+# that starts it; later calls collect $HOME/res). One configuration after another, each with its
+# own inner timeout; leftover vLLM processes are killed by the pid nvidia-smi reports.
+#   bash benchmarks/gpu_queue.sh start      # copies the repo to $HOME/repo, starts the queue
+#   bash benchmarks/gpu_queue.sh collect S  # waits up to S seconds for the queue, copies results to $OUT
+set -uo pipefail
+R=$HOME/res
+case "${1:-}" in
+start)
+  rm -rf $HOME/repo && mkdir -p $HOME/repo $R && cp -r . $HOME/repo/ && cd $HOME/repo
+  export PYTHONPATH=$HOME/vllm-site:$PWD VLLM_USE_FLASHINFER_SAMPLER=0 PYTHONUNBUFFERED=1 \
+         JUPYTER_OPTIMIZE_CACHE=/tmp/jo JUPYTER_OPTIMIZE_PLATFORM=cuda
+  setsid bash -c '
+    run() { name=$1; shift; echo "$(date -u +%T) start $name" >> '$R'/queue.log
+            timeout 560 python3 "$@" > '$R'/$name.log 2>&1; echo "$(date -u +%T) end $name rc=$?" >> '$R'/queue.log
+            for p in $(nvidia-smi --query-compute-apps=pid --format=csv,noheader); do kill -9 $p; done; sleep 3; }
+    run fp8 benchmarks/gpu_bench.py --group stacks --only llama8b-fp8-fp8kv --out '$R'/fp8
+    run awq benchmarks/gpu_bench.py --group stacks --only llama8b-awq-marlin-fp8kv --out '$R'/awq
+    run draft benchmarks/gpu_draft.py --out '$R'/draft
+    run atomic benchmarks/gpu_bench.py --group stacks --only llama8b-awq-marlin-atomic-fp8kv --out '$R'/atomic
+    touch '$R'/DONE' < /dev/null > /dev/null 2>&1 &
+  echo "queue started"; sleep 5; cat $R/queue.log ;;
+collect)
+  deadline=$((SECONDS + ${2:-60}))
+  while [ $SECONDS -lt $deadline ] && [ ! -f $R/DONE ]; do sleep 5; done
+  cat $R/queue.log; for f in $R/*.log; do echo "== $f"; tail -c 1500 $f; done
+  n=0; for f in $R/*/gpu_*.json; do [ -f "$f" ] && [ $n -lt 7 ] && cp "$f" $OUT/ && n=$((n+1)); done
+  cp $R/queue.log $OUT/ 2>/dev/null; nvidia-smi --query-gpu=memory.used --format=csv ;;
+*) echo "usage: $0 start | collect SECONDS"; exit 2 ;;
+esac
