@@ -127,6 +127,8 @@ BENCH_OPTIONS = (
     Opt(("--model",), "model name served at --url (default: read from /v1/models)"),
     Opt(("--sagemaker-endpoint",), "benchmark this SageMaker endpoint (SigV4, streaming)"),
     Opt(("--region",), "AWS region of --sagemaker-endpoint"),
+    Opt(("--sessions",), "with --sagemaker-endpoint and --workload-shape multi-turn: each conversation in a sticky "
+        "session (opened with SessionId=NEW_SESSION, its id on every turn, closed at the end)", flag=True),
     Opt(("--concurrency",), "concurrency levels, e.g. 1,2,4,8", type=parse_int_list, default=_d(Load, "concurrency")),
     Opt(("--prompts",), "requests per level (default 2 x concurrency, >= 4)", dest="num_prompts", type=int),
     Opt(("--max-tokens",), "new tokens per request", type=int, default=_d(Workload, "max_tokens")),
