@@ -216,7 +216,12 @@ VERBS: tuple[Verb, ...] = (
         Opt(("--target-rps",), "size a deployment for this load (req/s): instances, copies, autoscaling target",
             type=float),
         Opt(("--grid",), "measure every candidate (no pruning): the full grid search", flag=True),
-        Opt(("--results-dir",), "where the benchmark results JSON go"))),
+        Opt(("--results-dir",), "where the benchmark results JSON go"),
+        Opt(("--target",), "local: measure here; sagemaker (with --dry-run): the same SLO as a SageMaker AI "
+            "recommendation job", default="local", choices=("local", "sagemaker")),
+        Opt(("--dry-run",), "with --target sagemaker: print the exact CreateAIWorkloadConfig and "
+            "CreateAIRecommendationJob requests; send nothing", flag=True),
+        Opt(("--region",), "with --target sagemaker: the job's region (default: the session's, else us-east-1)"))),
     Verb("report", "one self-contained HTML page of results (a run, or a comparison)", (
         Opt(("results",), "result JSON paths (or @variables in a notebook); baseline first", nargs="+"),
         *_output("HTML path", "report.html"),
