@@ -168,6 +168,24 @@ def test_each_conversation_opens_reuses_and_closes_a_session(scripted_http, tmp_
     assert FAKE_SECRET not in open(r.path).read()
 
 
+def test_session_counts_add_up_over_repeats_and_failures_are_noted():
+    from jupyter_ext.bench.metrics import compute_metrics
+    from jupyter_ext.bench.integrity import merge_repeats
+    from jupyter_ext.bench.result import LevelResult
+    from jupyter_ext.bench.runner import session_warning
+    from jupyter_ext.bench.sagemaker_sessions import level_sessions
+
+    zero = {"opened": 0, "closed": 0, "open_failed": 0, "close_failed": 0}
+    one = level_sessions(zero, {"opened": 2, "closed": 1, "open_failed": 0, "close_failed": 1})
+    two = level_sessions(zero, {"opened": 3, "closed": 3, "open_failed": 1, "close_failed": 0})
+    levels = [LevelResult(concurrency=1, metrics=compute_metrics([], 1.0), sessions=s) for s in (one, two)]
+    merged = merge_repeats(levels)
+    assert merged.sessions == {"used": True, "opened": 5, "closed": 4, "open_failed": 1, "close_failed": 1}
+    assert "1 session(s) failed to open and 1 to close (of 5 opened)" in session_warning(merged)
+    assert session_warning(LevelResult(concurrency=1, metrics=compute_metrics([], 1.0),
+                                       sessions=level_sessions(zero, {**zero, "opened": 1, "closed": 1}))) is None
+
+
 def test_a_container_that_opens_no_session_fails_the_run_by_name(scripted_http, tmp_path):
     from botocore.stub import Stubber
 

@@ -67,7 +67,8 @@ async def _conversation(session, endpoint: Endpoint, workload: Workload, i: int,
     asks for `max_tokens`, or (None) the prompt's own output length (a dataset row's) or the
     workload's. With `endpoint.sessions`, a multi-turn conversation opens a sticky session
     first, sends every turn in it and closes it after the last (open and close are blocking
-    calls, run on a worker thread; neither is inside any turn's timing)."""
+    calls, run on a worker thread; neither is inside any turn's timing, both are inside the
+    level's wall time, as for a real client)."""
     prompt = workload.prompts[i % len(workload)]
     max_tokens = max_tokens or workload.tokens_for(prompt)
     follow = workload.followups[i % len(workload)] if workload.followups else []

@@ -130,7 +130,7 @@ def run_target(spec: BenchSpec, target: Target, *, server=None, progress: bool =
             result.notes.append(DUMMY_NOTE)
 
         def level_done(level: LevelResult) -> None:
-            for note in [speculation_warning(recipe, level), *integrity_warnings(level)]:
+            for note in [speculation_warning(recipe, level), *integrity_warnings(level), session_warning(level)]:
                 if note:
                     result.notes.append(note)
             if on_level:
@@ -171,6 +171,16 @@ def speculation_warning(recipe: Recipe | None, level: LevelResult) -> str | None
         return (f"WARNING: speculative decoding ({recipe.speculative.method}) was configured but proposed no "
                 f"draft tokens at concurrency {level.concurrency}: it is NOT active")
     return None
+
+
+def session_warning(level: LevelResult) -> str | None:
+    """A note when a level's sticky sessions did not all open or close (a session left open
+    holds its instance's KV cache until it expires)."""
+    s = level.sessions
+    if not s or not (s.get("open_failed") or s.get("close_failed")):
+        return None
+    return (f"WARNING: at {level.label}, {s['open_failed']} session(s) failed to open and {s['close_failed']} to "
+            f"close (of {s['opened']} opened); see the log for the endpoint's replies")
 
 
 def _model_arg(argv: list[str]) -> str | None:
