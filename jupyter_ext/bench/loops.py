@@ -193,6 +193,10 @@ async def run_level(endpoint: Endpoint, workload: Workload, c: int, n: int, warm
     if block is None:
         block = ([i % conversations for i in range(warmup)], list(range(conversations)))
     warm_idx, items = block[0], block[1][:conversations]
+    if endpoint.sessions is not None:  # a session's open and close block one thread each: one per user
+        from concurrent.futures import ThreadPoolExecutor
+
+        asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max(1, c), "jupyter-optimize-sessions"))
     async with new_session(endpoint) as session:
         if warm_idx:
             await closed_loop(session, endpoint, _single(workload), warm_idx, c,
