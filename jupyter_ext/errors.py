@@ -80,6 +80,11 @@ class BenchFailedError(BenchError):
         self.result = result
 
 
+class AdapterNotServedError(EndpointRejectedError):
+    """A benchmark with --adapters names a LoRA adapter the server does not serve (its
+    /v1/models does not list it); the message lists what it serves."""
+
+
 class DatasetError(BenchError):
     """A dataset file (a benchmark's prompts, or a draft's training prompts) is missing, empty,
     unreadable, or has a malformed row (the message names the file, the line and what is wrong)."""
@@ -103,6 +108,11 @@ class DeployError(OptimizeError):
 
 class AwsPermissionError(DeployError):
     """AWS refused a call for lack of permission; the message names the missing action."""
+
+
+class SessionError(BenchError, DeployError):
+    """A SageMaker sticky session could not be opened or closed (the container made none, or
+    did not confirm the close), or --sessions was asked for where sessions mean nothing."""
 
 
 class EndpointNotFoundError(DeployError):

@@ -377,7 +377,7 @@ def test_cli_and_magic_parse_the_adapter_options_into_the_workload():
 def test_requests_name_the_adapters_and_the_result_reports_each(schedule_server_factory, tmp_path):
     from jupyter_ext.bench import BenchResult, run_benchmark
 
-    srv = schedule_server_factory(ttft_ms=5, itl_ms=2)
+    srv = schedule_server_factory(ttft_ms=5, itl_ms=2, adapters="concurrency,numbers,text,files")
     r = run_benchmark(load_recipe("adapters"), url=srv.base_url, results_dir=tmp_path, progress=False,
                       input_scale=0.05, concurrency=[2], num_prompts=24, max_tokens=4, warmup=0, adapters=4,
                       adapter_skew="zipf:1.1")
@@ -461,7 +461,7 @@ def test_adapters_combine_with_multi_turn_datasets_and_rates(tmp_path):
 
     tiny = dict(results_dir=tmp_path, progress=False, max_tokens=4, warmup=0, adapters=2)
     got: list = []
-    with running_app(echo_app(got)) as url:
+    with running_app(echo_app(got, ("base", "concurrency", "numbers"))) as url:
         r = run_benchmark(load_recipe("adapters"), url=url, concurrency=[2], num_prompts=8, input_scale=0.1,
                           workload_shape="multi-turn", turns=2, **tiny)
         first_turn = {b["messages"][1]["content"]: b["model"] for b in got if len(b["messages"]) == 2}
@@ -481,6 +481,29 @@ def test_adapters_combine_with_multi_turn_datasets_and_rates(tmp_path):
         r = run_benchmark(load_recipe("adapters"), url=url, concurrency=[2], num_prompts=4, request_rate=[50.0],
                           input_scale=0.1, **tiny)
         assert {b["model"] for b in got} == {"concurrency", "numbers"} and r.levels[0].request_rate == 50.0
+
+
+def test_an_adapter_the_server_does_not_serve_is_named_before_any_request(tmp_path):
+    """The stand-in lists the base model and one adapter: asking for two is refused with what
+    it serves, and no request is sent."""
+    from standin import running_app
+    from test_bench_load import echo_app
+
+    from jupyter_ext.bench import run_benchmark
+    from jupyter_ext.errors import AdapterNotServedError, EndpointRejectedError
+
+    got: list = []
+    with running_app(echo_app(got, ("base", "concurrency"))) as url:
+        with pytest.raises(AdapterNotServedError) as e:
+            run_benchmark(load_recipe("adapters"), url=url, concurrency=[1], num_prompts=2, max_tokens=4, warmup=1,
+                          adapters=2, input_scale=0.05, results_dir=tmp_path, progress=False)
+        msg = str(e.value)
+        assert "numbers" in msg and "lists base, concurrency" in msg and "--adapters" in msg
+        assert isinstance(e.value, EndpointRejectedError)
+        assert got == [] and not list(tmp_path.iterdir())  # no warm-up, no request, nothing saved
+        r = run_benchmark(load_recipe("adapters"), url=url, concurrency=[1], num_prompts=2, max_tokens=4, warmup=0,
+                          adapters=1, input_scale=0.05, results_dir=tmp_path, progress=False)
+        assert {b["model"] for b in got} == {"concurrency"} and r.status == "complete"
 
 
 def test_an_adapters_recipe_counts_as_fine_tuned_for_sagemaker_eagle():

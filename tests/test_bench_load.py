@@ -111,8 +111,9 @@ def test_bad_load_settings_are_named(kw, words):
         BenchSpec.of(url="http://127.0.0.1:9", **kw)
 
 
-def echo_app(got: list):
-    """Streams `reply-N` to the N-th request and keeps every request body."""
+def echo_app(got: list, served: tuple[str, ...] = ("echo",)):
+    """Streams `reply-N` to the N-th request and keeps every request body; /v1/models lists
+    `served` (a LoRA server lists its adapters there too)."""
     from aiohttp import web
 
     lock = threading.Lock()
@@ -131,7 +132,7 @@ def echo_app(got: list):
         return resp
 
     async def models(_request):
-        return web.json_response({"data": [{"id": "echo"}]})
+        return web.json_response({"data": [{"id": name} for name in served]})
 
     app = web.Application()
     app.router.add_post("/v1/chat/completions", chat)

@@ -277,14 +277,19 @@ def test_bench_takes_a_sagemaker_endpoint_as_its_target(ip, monkeypatch):
 
     asked = []
 
-    def fake_endpoint(name, region=None):
-        asked.append((name, region))
+    def fake_endpoint(name, region=None, sessions=False):
+        asked.append((name, region, sessions))
         raise BenchError(f"stand-in endpoint {name} in {region}")
 
     monkeypatch.setattr(sagemaker_stream, "sagemaker_endpoint", fake_endpoint)
     with pytest.raises(UsageError, match="stand-in endpoint my-ep in us-west-2"):
         run(ip, "bench --sagemaker-endpoint my-ep --region us-west-2 " + SMALL)
-    assert asked == [("my-ep", "us-west-2")]
+    with pytest.raises(UsageError, match="stand-in endpoint my-ep in us-west-2"):  # --sessions reaches it too
+        run(ip, "bench --sagemaker-endpoint my-ep --region us-west-2 --sessions --workload-shape multi-turn " + SMALL)
+    assert asked == [("my-ep", "us-west-2", False), ("my-ep", "us-west-2", True)]
+    with pytest.raises(UsageError, match="--workload-shape multi-turn"):  # single turns: refused before
+        run(ip, "bench --sagemaker-endpoint my-ep --region us-west-2 --sessions " + SMALL)
+    assert len(asked) == 2
 
 
 def test_cli_and_magic_build_the_same_bench_spec():

@@ -9,6 +9,8 @@ They are run by nbclient's NotebookClient, the library nbmake itself drives: a c
 
 from __future__ import annotations
 
+import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -105,3 +107,39 @@ def test_notebook_runs_top_to_bottom(path):
         if "raises-exception" in cell.metadata.get("tags", []):
             errors = [o for o in cell.outputs if o.output_type == "error"]
             assert errors, f"the cell tagged raises-exception did not fail: {cell.source}"
+    leaked = credentials_in_outputs(result.nb)
+    assert not leaked, f"{path.name} shows credentials in its outputs: {leaked}"
+
+
+# Credentials a notebook sets (e.g. moto's fake ones) and any AWS access key id.
+_SET_CREDENTIAL = re.compile(r"(AWS_SECRET_ACCESS_KEY|AWS_ACCESS_KEY_ID|AWS_SESSION_TOKEN)\s*=\s*[\"']([^\"']+)[\"']")
+_ACCESS_KEY_ID = re.compile(r"\b(AKIA|ASIA)[0-9A-Z]{16}\b")
+
+
+def _output_text(nb: nbformat.NotebookNode) -> str:
+    parts = []
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            parts.append(str(out.get("text", "")))
+            parts += [str(v) for v in out.get("data", {}).values()]
+            parts += [out.get("evalue", ""), "\n".join(out.get("traceback", []))]
+    return "\n".join(parts)
+
+
+def credentials_in_outputs(nb: nbformat.NotebookNode) -> list[str]:
+    """The credentials the notebook's code sets, the environment's, and any access key id that
+    appear in what its cells printed or displayed (an empty list: none)."""
+    secrets = {m.group(2) for c in nb.cells if c.cell_type == "code" for m in _SET_CREDENTIAL.finditer(c.source)}
+    secrets |= {os.environ[v] for v in ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN") if os.environ.get(v)}
+    text = _output_text(nb)
+    return sorted({s for s in secrets if s in text} | {m.group(0) for m in _ACCESS_KEY_ID.finditer(text)})
+
+
+def test_the_credential_check_finds_a_printed_secret():
+    """The check above can fail: a notebook that prints what it set is caught."""
+    from nbformat.v4 import new_output
+
+    nb = new_notebook(cells=[new_code_cell('os.environ.update(AWS_SECRET_ACCESS_KEY="s3cr3t-value")')])
+    assert credentials_in_outputs(nb) == []
+    nb.cells[0].outputs = [new_output("stream", name="stdout", text="key s3cr3t-value and AKIAABCDEFGHIJKLMNOP")]
+    assert credentials_in_outputs(nb) == ["AKIAABCDEFGHIJKLMNOP", "s3cr3t-value"]

@@ -41,6 +41,7 @@ class Endpoint:
     temperature: float = 0.0
     request_timeout_s: float = 600.0
     transport: Any = None  # e.g. SageMakerTransport: signs requests, decodes its stream
+    sessions: Any = None  # e.g. sagemaker_sessions.EndpointSessions: a sticky session per conversation
     extra_body: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -68,12 +69,14 @@ class Endpoint:
             d["extra_body"] = self.extra_body
         if self.transport is not None:
             d.update(self.transport.describe())
+        if self.sessions is not None:
+            d["sessions"] = True
         return d
 
-    def prepare(self, payload: bytes) -> tuple[str, dict[str, str]]:
-        """URL and headers for one request (a transport may sign them)."""
+    def prepare(self, payload: bytes, session_id: str | None = None) -> tuple[str, dict[str, str]]:
+        """URL and headers for one request (a transport may sign them, and carry a session's id)."""
         if self.transport is not None:
-            return self.transport.prepare(payload)
+            return self.transport.prepare(payload, session_id)
         return self.url, {"Content-Type": "application/json"}
 
     def chunks(self, resp):
@@ -112,12 +115,13 @@ def _content_of(event: dict) -> str:
 
 
 async def stream_request(session, endpoint: Endpoint, prompt: Prompt, max_tokens: int,
-                         due_at: float | None = None) -> RequestSample:
-    """Send one streaming request and time every content event. Never raises for a failed
-    request: the failure is recorded in the sample so a sweep can count it."""
+                         due_at: float | None = None, session_id: str | None = None) -> RequestSample:
+    """Send one streaming request (in the sticky session `session_id`, if given) and time
+    every content event. Never raises for a failed request: the failure is recorded in the
+    sample so a sweep can count it."""
     # Encode (and sign) before the clock starts: that work is the client's, not the server's.
     payload = json.dumps(endpoint.body(prompt, max_tokens)).encode()
-    url, headers = endpoint.prepare(payload)
+    url, headers = endpoint.prepare(payload, session_id)
     sent = time.perf_counter()
     sample = RequestSample(prompt_index=prompt.index, ok=False, sent_at=sent,
                            queue_s=max(0.0, sent - due_at) if due_at is not None else 0.0, model=prompt.model)

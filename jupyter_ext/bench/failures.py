@@ -14,12 +14,14 @@ import json
 from collections import Counter
 from typing import Sequence
 
-from ..errors import BenchError, EndpointRejectedError, EndpointUnreachableError, NotStreamingError
+from ..errors import BenchError, EndpointRejectedError, EndpointUnreachableError, NotStreamingError, SessionError
 from .metrics import RequestSample
 
-CONNECT, HTTP_4XX, HTTP_5XX, NOT_STREAM, TIMEOUT, DISCONNECTED, STREAM, EMPTY, NOT_SENT = (
-    "connect", "http_4xx", "http_5xx", "not_stream", "timeout", "disconnected", "stream", "empty", "not_sent")
-FATAL = frozenset({CONNECT, HTTP_4XX, NOT_STREAM})  # fail the run when nothing has succeeded yet
+CONNECT, HTTP_4XX, HTTP_5XX, NOT_STREAM, TIMEOUT, DISCONNECTED, STREAM, EMPTY, NOT_SENT, SESSION = (
+    "connect", "http_4xx", "http_5xx", "not_stream", "timeout", "disconnected", "stream", "empty", "not_sent",
+    "session")
+# fail the run when nothing has succeeded yet (SESSION: the container opens no sticky sessions)
+FATAL = frozenset({CONNECT, HTTP_4XX, NOT_STREAM, SESSION})
 
 
 def server_message(body: str) -> str:
@@ -70,6 +72,8 @@ def fatal_error(sample: RequestSample, url: str, model: str | None = None) -> Be
         return None
     if sample.error_kind == CONNECT:
         return EndpointUnreachableError(f"{sample.error} for {url}: is the server running, and at this address?")
+    if sample.error_kind == SESSION:
+        return SessionError(f"{url}: {sample.error}")
     if sample.error_kind == NOT_STREAM:
         return NotStreamingError(f"{url} did not stream its reply: {sample.error}. The benchmark needs "
                                  f"server-sent events (`stream: true`); check the URL points at an "

@@ -129,6 +129,7 @@ def merge_repeats(levels: Sequence["LevelResult"], max_failed_share: float = 0.5
     repeat's figures, and the 95% interval of each figure across repeats."""
     from .failures import level_failure
     from .result import LevelResult
+    from .sagemaker_sessions import merged_sessions
 
     if len(levels) == 1:
         return levels[0]
@@ -142,7 +143,8 @@ def merge_repeats(levels: Sequence["LevelResult"], max_failed_share: float = 0.5
                          warmup_requests=sum(lv.warmup_requests for lv in levels),
                          warmup_failed=sum(lv.warmup_failed for lv in levels),
                          cooldown_excluded=sum(lv.cooldown_excluded for lv in levels),
-                         failure=level_failure(samples, max_failed_share))
+                         failure=level_failure(samples, max_failed_share),
+                         sessions=merged_sessions([lv.sessions for lv in levels]))
     runs = [{k: f(lv.metrics) for k, f in REPEAT_FIGURES.items()} for lv in levels]
     merged.repeats = {"n": len(levels), "runs": runs,
                       "ci95": {k: t_interval([r[k] for r in runs]) for k in REPEAT_FIGURES}}

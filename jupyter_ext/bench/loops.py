@@ -18,12 +18,13 @@ for and counted: none is lost.
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import threading
 import time
 from typing import Callable
 
-from ..errors import BenchError
+from ..errors import BenchError, OptimizeError
 from . import failures
 from .client import Endpoint, new_session, stream_request
 from .metrics import RequestSample
@@ -57,34 +58,63 @@ class Guard:
 
 
 Record = Callable[[RequestSample], None]
+log = logging.getLogger(__name__)
 
 
 async def _conversation(session, endpoint: Endpoint, workload: Workload, i: int, max_tokens: int | None,
                         guard: Guard, record: Record, due_at: float | None = None) -> None:
     """Send prompt i, then its follow-up turns (if any), each after the previous reply; each
     asks for `max_tokens`, or (None) the prompt's own output length (a dataset row's) or the
-    workload's."""
+    workload's. With `endpoint.sessions`, a multi-turn conversation opens a sticky session
+    first, sends every turn in it and closes it after the last (open and close are blocking
+    calls, run on a worker thread; neither is inside any turn's timing, both are inside the
+    level's wall time, as for a real client)."""
     prompt = workload.prompts[i % len(workload)]
     max_tokens = max_tokens or workload.tokens_for(prompt)
     follow = workload.followups[i % len(workload)] if workload.followups else []
-    s = await stream_request(session, endpoint, prompt, max_tokens, due_at)
+    sessions = endpoint.sessions if follow else None
+    sid = None
+    if sessions is not None:
+        try:
+            sid = await asyncio.to_thread(sessions.open)
+        except Exception as exc:  # noqa: BLE001 - counted as the conversation's failed turns
+            why = str(exc) if isinstance(exc, OptimizeError) else f"{type(exc).__name__}: {exc}"
+            _not_sent(prompt, 0, len(follow), record, f"no session opened: {why}"[:400], failures.SESSION)
+            return
+    try:
+        await _turns(session, endpoint, prompt, follow, max_tokens, guard, record, due_at, sid)
+    finally:
+        if sid is not None:
+            try:
+                await asyncio.to_thread(sessions.close, sid)
+            except Exception as exc:  # noqa: BLE001 - counted by the sessions (close_failed) and logged
+                log.warning("session %s was not closed: %s", sid, exc)
+
+
+async def _turns(session, endpoint: Endpoint, prompt, follow: list[str], max_tokens: int, guard: Guard,
+                 record: Record, due_at: float | None, sid: str | None) -> None:
+    s = await stream_request(session, endpoint, prompt, max_tokens, due_at, session_id=sid)
     record(s)
     history = [{"role": "user", "content": prompt.user}]
     for turn, question in enumerate(follow, 1):
         if not s.ok:  # the conversation cannot go on; its later turns are counted, not sent
-            for t in range(turn, len(follow) + 1):
-                record(RequestSample(prompt_index=prompt.index, ok=False, turn=t, error_kind=failures.NOT_SENT,
-                                     error=f"not sent: turn {turn - 1} of its conversation failed",
-                                     finished_at=time.perf_counter(), model=prompt.model))
+            _not_sent(prompt, turn, len(follow), record, f"not sent: turn {turn - 1} of its conversation failed")
             return
         if guard.halted:
             return
         history = history + [{"role": "assistant", "content": s.text}]
         s = await stream_request(session, endpoint, Turn(prompt.index, prompt.system, history, question, prompt.model),
-                                 max_tokens)
+                                 max_tokens, session_id=sid)
         s.turn = turn
         record(s)
         history = history + [{"role": "user", "content": question}]
+
+
+def _not_sent(prompt, first: int, last: int, record: Record, why: str, kind: str = failures.NOT_SENT) -> None:
+    """Count turns `first`..`last` of a conversation as failed without sending them."""
+    for t in range(first, last + 1):
+        record(RequestSample(prompt_index=prompt.index, ok=False, turn=t, error_kind=kind, error=why,
+                             finished_at=time.perf_counter(), model=prompt.model))
 
 
 async def closed_loop(session, endpoint: Endpoint, workload: Workload, items: list[int], c: int,
@@ -163,6 +193,10 @@ async def run_level(endpoint: Endpoint, workload: Workload, c: int, n: int, warm
     if block is None:
         block = ([i % conversations for i in range(warmup)], list(range(conversations)))
     warm_idx, items = block[0], block[1][:conversations]
+    if endpoint.sessions is not None:  # a session's open and close block one thread each: one per user
+        from concurrent.futures import ThreadPoolExecutor
+
+        asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max(1, c), "jupyter-optimize-sessions"))
     async with new_session(endpoint) as session:
         if warm_idx:
             await closed_loop(session, endpoint, _single(workload), warm_idx, c,

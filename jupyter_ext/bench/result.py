@@ -46,6 +46,7 @@ class LevelResult:
     integrity: dict | None = None  # prefix-cache hit rate, token-count checks (bench/integrity.py)
     repeats: dict | None = None  # per-repeat figures and their 95% intervals (bench/integrity.py)
     per_adapter: dict | None = None  # LoRA adapter -> its latencies (metrics.per_model), with --adapters
+    sessions: dict | None = None  # with --sessions: {used, opened, closed, open_failed, close_failed}
 
     @property
     def failed(self) -> bool:
@@ -66,6 +67,8 @@ class LevelResult:
              "integrity": self.integrity, "repeats": self.repeats}
         if self.per_adapter:
             d["per_adapter"] = self.per_adapter
+        if self.sessions:
+            d["sessions"] = self.sessions
         if with_samples:
             d["samples"] = [s.to_dict() for s in self.samples]
         return d
@@ -79,7 +82,7 @@ class LevelResult:
                    warmup_requests=d.get("warmup_requests", 0), warmup_failed=d.get("warmup_failed", 0),
                    cooldown_excluded=d.get("cooldown_excluded", 0), failure=d.get("failure"),
                    slo=d.get("slo"), integrity=d.get("integrity"), repeats=d.get("repeats"),
-                   per_adapter=d.get("per_adapter"))
+                   per_adapter=d.get("per_adapter"), sessions=d.get("sessions"))
 
 
 def package_versions() -> dict[str, str]:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Callable
 
 from .. import defaults
-from ..errors import BenchError, EndpointRejectedError, EndpointUnreachableError
+from ..errors import AdapterNotServedError, BenchError, EndpointRejectedError, EndpointUnreachableError
 from ..recipes import Recipe
 from .client import Endpoint
 from .failures import server_message
@@ -28,6 +28,23 @@ from .sweep import run_sweep, run_sweep_in_thread
 from .workload import assign_adapters
 
 
+def _model_ids(url: str) -> list[str]:
+    """The ids a server's /v1/models lists. Nothing listening is an EndpointUnreachableError;
+    an HTTP error (urllib's HTTPError) or a reply that is no model list (ValueError, KeyError,
+    IndexError, TypeError) is the caller's to judge."""
+    try:
+        with urllib.request.urlopen(url, timeout=10) as r:
+            return [m["id"] for m in json.load(r)["data"]]
+    except urllib.error.HTTPError:
+        raise
+    except (urllib.error.URLError, OSError) as e:
+        reason = getattr(e, "reason", e)
+        where = urllib.parse.urlsplit(url)
+        why = "connection refused" if isinstance(reason, ConnectionRefusedError) else str(reason)
+        raise EndpointUnreachableError(f"cannot connect to {where.hostname}:{where.port or 80} ({why}) for {url}: "
+                                       f"is the server running, and at this address?") from None
+
+
 def served_model(base_url: str, model: str | None = None) -> str:
     """The model to ask `base_url` for, checked against its /v1/models before any request:
     the first one listed when `model` is None. Nothing listening is an
@@ -35,19 +52,12 @@ def served_model(base_url: str, model: str | None = None) -> str:
     naming the ones it does. A server without /v1/models is taken at its word for `model`."""
     url = base_url.rstrip("/") + "/v1/models"
     try:
-        with urllib.request.urlopen(url, timeout=10) as r:
-            ids = [m["id"] for m in json.load(r)["data"]]
+        ids = _model_ids(url)
     except urllib.error.HTTPError as e:
         if model is not None:
             return model
         raise EndpointRejectedError(f"{url} answered HTTP {e.code}: {server_message(e.read().decode('utf-8', 'replace'))}; "
                                     f"pass the served model name with --model") from None
-    except (urllib.error.URLError, OSError) as e:
-        reason = getattr(e, "reason", e)
-        where = urllib.parse.urlsplit(url)
-        why = "connection refused" if isinstance(reason, ConnectionRefusedError) else str(reason)
-        raise EndpointUnreachableError(f"cannot connect to {where.hostname}:{where.port or 80} ({why}) for {url}: "
-                                       f"is the server running, and at this address?") from None
     except (ValueError, KeyError, IndexError, TypeError):
         if model is not None:
             return model
@@ -60,6 +70,25 @@ def served_model(base_url: str, model: str | None = None) -> str:
         raise EndpointRejectedError(f"model {model!r} is not served at {base_url} (its /v1/models lists "
                                     f"{', '.join(ids) or 'none'}); pass one of them with --model, or leave --model out")
     return model
+
+
+def check_adapters_served(base_url: str, names: list[str]) -> None:
+    """Before a benchmark with --adapters sends anything: every adapter it names must be in
+    the server's /v1/models (vLLM lists each --lora-modules name there), or an
+    AdapterNotServedError lists what the server serves. A server without a model list is
+    taken at its word, as for --model."""
+    url = base_url.rstrip("/") + "/v1/models"
+    try:
+        ids = _model_ids(url)
+    except (urllib.error.HTTPError, ValueError, KeyError, IndexError, TypeError):
+        return
+    missing = [n for n in names if n not in ids]
+    if missing:
+        raise AdapterNotServedError(
+            f"--adapters sends requests to LoRA adapter{'s' if len(missing) > 1 else ''} {', '.join(missing)}, but "
+            f"{base_url} does not serve {'them' if len(missing) > 1 else 'it'} (its /v1/models lists "
+            f"{', '.join(ids) or 'none'}); serve the recipe's adapters (deploy or serve the recipe, which passes "
+            f"--enable-lora --lora-modules), or lower --adapters to the ones it serves")
 
 
 def _result_path(results_dir: str | Path, name: str) -> Path:
@@ -82,6 +111,8 @@ def run_target(spec: BenchSpec, target: Target, *, server=None, progress: bool =
             alive: Callable[[], bool] | None) -> BenchResult:
         # every level, repeat and warm-up gets prompts of its own (prefix-cache hygiene); a
         # dataset with fewer rows than that cycles through them
+        if wl.adapters:
+            check_adapters_served(base_url, wl.adapter_names(recipe))
         workload = wl.build(sweep.prompts_needed(), tokenizer_path=model_path or target.tokenizer_path)
         if wl.adapters:  # each request's model field names its adapter (a conversation keeps one)
             workload = assign_adapters(workload, wl.adapter_names(recipe), wl.adapter_skew, wl.seed)
@@ -99,7 +130,7 @@ def run_target(spec: BenchSpec, target: Target, *, server=None, progress: bool =
             result.notes.append(DUMMY_NOTE)
 
         def level_done(level: LevelResult) -> None:
-            for note in [speculation_warning(recipe, level), *integrity_warnings(level)]:
+            for note in [speculation_warning(recipe, level), *integrity_warnings(level), session_warning(level)]:
                 if note:
                     result.notes.append(note)
             if on_level:
@@ -140,6 +171,16 @@ def speculation_warning(recipe: Recipe | None, level: LevelResult) -> str | None
         return (f"WARNING: speculative decoding ({recipe.speculative.method}) was configured but proposed no "
                 f"draft tokens at concurrency {level.concurrency}: it is NOT active")
     return None
+
+
+def session_warning(level: LevelResult) -> str | None:
+    """A note when a level's sticky sessions did not all open or close (a session left open
+    holds its instance's KV cache until it expires)."""
+    s = level.sessions
+    if not s or not (s.get("open_failed") or s.get("close_failed")):
+        return None
+    return (f"WARNING: at {level.label}, {s['open_failed']} session(s) failed to open and {s['close_failed']} to "
+            f"close (of {s['opened']} opened); see the log for the endpoint's replies")
 
 
 def _model_arg(argv: list[str]) -> str | None:

@@ -37,19 +37,22 @@ class SageMakerTransport:
     endpoint_url: str
     inference_component: str | None = None
     signing_name: str = "sagemaker"
+    session_header: str = "X-Amzn-SageMaker-Session-Id"  # read from botocore's model in sagemaker_endpoint
 
     @property
     def url(self) -> str:
         return f"{self.endpoint_url.rstrip('/')}/endpoints/{self.endpoint_name}/invocations-response-stream"
 
-    def prepare(self, payload: bytes) -> tuple[str, dict[str, str]]:
-        """URL and SigV4-signed headers for one request body."""
+    def prepare(self, payload: bytes, session_id: str | None = None) -> tuple[str, dict[str, str]]:
+        """URL and SigV4-signed headers for one request body (in a sticky session, with its id)."""
         from botocore.auth import SigV4Auth
         from botocore.awsrequest import AWSRequest
 
         headers = {"Content-Type": "application/json", "Accept": "application/vnd.amazon.eventstream"}
         if self.inference_component:
             headers["X-Amzn-SageMaker-Inference-Component"] = self.inference_component
+        if session_id:
+            headers[self.session_header] = session_id
         req = AWSRequest(method="POST", url=self.url, data=payload, headers=headers)
         SigV4Auth(self.credentials.get_frozen_credentials(), self.signing_name, self.region).add_auth(req)
         return self.url, dict(req.headers.items())
@@ -90,13 +93,18 @@ def _stream_failure(headers: dict[str, Any], payload: bytes) -> str:
 
 def sagemaker_endpoint(endpoint_name: str, region: str | None = None, session: Any = None,
                        endpoint_url: str | None = None, inference_component: str | None = None,
-                       model: str = "sagemaker") -> Endpoint:
+                       model: str = "sagemaker", sessions: bool = False) -> Endpoint:
     """An Endpoint whose requests are signed and sent to a SageMaker endpoint.
 
     `endpoint_url` (else $JUPYTER_OPTIMIZE_AWS_ENDPOINT_URL, as for the deploy clients)
     overrides the runtime's URL, as it does for a boto3 client; without either, botocore's
-    resolution applies, configured overrides included."""
+    resolution applies, configured overrides included. With `sessions`, each multi-turn
+    conversation runs in a sticky session of its own (`Endpoint.sessions`, opened and closed
+    with InvokeEndpoint by the same runtime client; bench.sagemaker_sessions)."""
     import boto3
+
+    from ..base.aws_config import retry_config
+    from .sagemaker_sessions import EndpointSessions
 
     session = session or boto3.Session()
     region = region or session.region_name
@@ -107,8 +115,12 @@ def sagemaker_endpoint(endpoint_name: str, region: str | None = None, session: A
         raise BenchError("no AWS credentials found; configure them (aws configure, a role, or env vars) "
                          "to benchmark a SageMaker endpoint")
     endpoint_url = endpoint_url or os.environ.get(defaults.AWS_ENDPOINT_URL_ENV) or None
-    meta = session.client(SERVICE, region_name=region, endpoint_url=endpoint_url).meta
+    client = session.client(SERVICE, region_name=region, endpoint_url=endpoint_url, config=retry_config())
+    meta = client.meta
+    stream_op = meta.service_model.operation_model("InvokeEndpointWithResponseStream")
     transport = SageMakerTransport(endpoint_name, meta.region_name, creds, meta.endpoint_url,
-                                   inference_component, meta.service_model.signing_name)
+                                   inference_component, meta.service_model.signing_name,
+                                   stream_op.input_shape.members["SessionId"].serialization["name"])
     # LMI's vLLM speaks the OpenAI chat schema through /invocations; ignore_eos is vLLM's too
-    return Endpoint(base_url=transport.url, model=model, api="chat", transport=transport)
+    return Endpoint(base_url=transport.url, model=model, api="chat", transport=transport,
+                    sessions=EndpointSessions(client, endpoint_name, inference_component) if sessions else None)

@@ -7,7 +7,8 @@ minus the schedule. It can also fail requests (`--fail-every N`) or exit abruptl
 requests (`--die-after N`) to test how a sweep handles failures. For the integrity checks
 it can export vLLM's prefix-cache counters at /metrics with a given hit rate
 (`--prefix-hit-rate 0.9`) and answer every Nth request with half its tokens, as a server
-that ignores ignore_eos would (`--short-every N`).
+that ignores ignore_eos would (`--short-every N`). `--adapters a,b` lists LoRA adapter names
+in /v1/models beside the model, as vLLM does for its --lora-modules.
 
     python -m jupyter_ext.bench.schedule_server --port 8123 --ttft-ms 50 --itl-ms 10
 """
@@ -30,7 +31,7 @@ def _chunk(i: int, chat: bool, model: str) -> bytes:
 
 
 def make_app(ttft_ms: float, itl_ms: float, fail_every: int = 0, die_after: int = 0, model: str = "schedule",
-             prefix_hit_rate: float | None = None, short_every: int = 0):
+             prefix_hit_rate: float | None = None, short_every: int = 0, adapters: tuple[str, ...] = ()):
     from aiohttp import web
 
     state = {"n": 0, "late_s": [], "prompt_tokens": 0}
@@ -66,7 +67,8 @@ def make_app(ttft_ms: float, itl_ms: float, fail_every: int = 0, die_after: int 
         return resp
 
     async def models(_request: web.Request) -> web.Response:
-        return web.json_response({"object": "list", "data": [{"id": model, "object": "model"}]})
+        # LoRA adapters are listed after the base model, as vLLM lists its --lora-modules
+        return web.json_response({"object": "list", "data": [{"id": m, "object": "model"} for m in (model, *adapters)]})
 
     async def health(_request: web.Request) -> web.Response:
         return web.Response(text="ok")
@@ -113,9 +115,10 @@ def main() -> None:
     ap.add_argument("--die-after", type=int, default=0)
     ap.add_argument("--prefix-hit-rate", type=float, default=None)
     ap.add_argument("--short-every", type=int, default=0)
+    ap.add_argument("--adapters", default="", help="comma-separated LoRA adapter names /v1/models lists too")
     a = ap.parse_args()
     web.run_app(make_app(a.ttft_ms, a.itl_ms, a.fail_every, a.die_after, prefix_hit_rate=a.prefix_hit_rate,
-                         short_every=a.short_every), host=a.host, port=a.port,
+                         short_every=a.short_every, adapters=tuple(n for n in a.adapters.split(",") if n)), host=a.host, port=a.port,
                 print=None, access_log=None, backlog=4096)
 
 

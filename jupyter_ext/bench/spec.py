@@ -31,7 +31,10 @@ if TYPE_CHECKING:
 class Target:
     """What to measure: a recipe (its server is started, or a running one reused), any
     OpenAI-compatible `url`, a SageMaker endpoint, or a prebuilt client `endpoint`. With a
-    recipe and a URL, the recipe only names what runs at that URL."""
+    recipe and a URL, the recipe only names what runs at that URL. `sessions` (SageMaker
+    only) runs each multi-turn conversation in a sticky session of its own: opened with
+    InvokeEndpoint SessionId=NEW_SESSION, every turn sent with the returned id, closed after
+    the last turn (bench.sagemaker_sessions)."""
 
     recipe: "Recipe | None" = None
     url: str | None = None
@@ -43,6 +46,7 @@ class Target:
     tokenizer_path: str | Path | None = None  # sizes prompts in real tokens for a URL/endpoint
     ignore_eos: bool = True
     extra_body: dict | None = None
+    sessions: bool = False                   # SageMaker: each multi-turn conversation in a sticky session
 
     def __post_init__(self) -> None:
         if isinstance(self.recipe, (str, Path)):
@@ -67,7 +71,7 @@ class Target:
             return self.endpoint
         from .sagemaker_stream import sagemaker_endpoint
 
-        return sagemaker_endpoint(self.sagemaker_endpoint, region=self.region)
+        return sagemaker_endpoint(self.sagemaker_endpoint, region=self.region, sessions=self.sessions)
 
 
 @dataclass(frozen=True)
@@ -278,6 +282,8 @@ class BenchSpec:
                                  "SageMaker endpoint picks an adapter by its inference component instead")
             for target in self.runs():
                 self.workload.adapter_names(target.recipe)  # every run serves them, or a BenchError now
+        if self.target.sessions:
+            self._check_sessions()
         if self.workload.turns_per_user > 1 and (self.load.rates or self.load.sweep_rates):
             raise BenchError("multi-turn conversations run closed loop (each user sends its next turn when "
                              "the reply arrives): use --concurrency, not --rate or --sweep")
@@ -285,6 +291,21 @@ class BenchSpec:
             from .slo import SLO
 
             object.__setattr__(self, "slo", SLO.parse(self.slo))  # BenchError with the accepted form
+
+    def _check_sessions(self) -> None:
+        """--sessions needs conversations to keep together and an endpoint that routes by session."""
+        from ..errors import SessionError
+
+        t = self.target
+        prebuilt = t.endpoint is not None and getattr(t.endpoint, "sessions", None) is not None
+        if t.sagemaker_endpoint is None and not prebuilt:
+            raise SessionError("--sessions opens SageMaker sticky sessions (InvokeEndpoint SessionId=NEW_SESSION), "
+                               "which route a conversation's turns to one instance; a local server or --url is one "
+                               "server, where they mean nothing: benchmark --sagemaker-endpoint NAME, or drop "
+                               "--sessions (--shared-prefix and multi-turn already measure prefix caching there)")
+        if self.workload.turns_per_user < 2:
+            raise SessionError("--sessions keeps each conversation's turns in one session, but these requests are "
+                               "single turns: add --workload-shape multi-turn --turns T (T >= 2)")
 
     @classmethod
     def of(cls, recipe: "Recipe | str | None" = None, **options: Any) -> "BenchSpec":
@@ -311,7 +332,7 @@ class BenchSpec:
         if self.baseline is None:
             return [self.target]
         base = dataclasses.replace(self.target, recipe=self.baseline, url=None, model=None,
-                                   sagemaker_endpoint=None, endpoint=None)
+                                   sagemaker_endpoint=None, endpoint=None, sessions=False)
         return [base, self.target]
 
     @property

@@ -34,6 +34,7 @@ from .failures import ends_sweep, level_failure
 from .loops import Guard, run_level
 from .metrics import RequestSample, compute_metrics, per_model
 from .result import BenchResult, LevelResult
+from .sagemaker_sessions import level_sessions
 from .integrity import level_integrity, merge_repeats
 from .spec_metrics import SpecCounters, scrape_metrics_text, spec_counters_in
 from .workload import Workload
@@ -264,9 +265,11 @@ def _measure_level(endpoint: Endpoint, workload: Workload, spec: SweepSpec, inde
                    repeat: int = 0) -> LevelResult:
     """One repeat of the `index`-th level, on its own fresh prompts (`spec.block`)."""
     text_before = scrape_metrics_text(endpoint.base_url)
+    opened_before = endpoint.sessions.counts() if endpoint.sessions is not None else None
     samples, warm, t0 = asyncio.run(run_level(endpoint, workload, c, spec.requests_at(c), spec.warmup_at(c), guard,
                                               rate, spec.arrival, spec.seed, on_done, spec.block(index, repeat)))
     text_after = scrape_metrics_text(endpoint.base_url)
+    sessions = level_sessions(opened_before, endpoint.sessions.counts()) if opened_before is not None else None
     before, after = spec_counters_in(text_before), spec_counters_in(text_after)
     spec_stats = SpecCounters.delta(before, after).summary() if before and after else None
     kept, wall = _cooldown(samples, t0, spec.cooldown)
@@ -275,7 +278,7 @@ def _measure_level(endpoint: Endpoint, workload: Workload, spec: SweepSpec, inde
                        arrival=spec.arrival if rate else None,
                        warmup_requests=len(warm), warmup_failed=sum(not s.ok for s in warm),
                        cooldown_excluded=len(samples) - len(kept),
-                       failure=level_failure(samples, spec.max_failed_share),
+                       failure=level_failure(samples, spec.max_failed_share), sessions=sessions,
                        integrity=level_integrity(text_before, text_after, kept, workload.max_tokens,
                                                  getattr(endpoint, "ignore_eos", False),
                                                  len(workload.prompts[0].system) if len(workload) else 0))

@@ -6,17 +6,12 @@ read by bench.sse like every other stream; a failure the service reports mid-str
 EventStreamError) becomes a DeployError. `endpoint_stream_fn` is the seam the benchmark
 client uses to measure an endpoint with the same metrics as a local server.
 
-Sessions (sticky routing): an InvokeEndpoint with SessionId=NEW_SESSION opens a session,
-whose id comes back in the NewSessionId header (`<id>; Expires=<time>`); requests that send
-that id go to the same instance, whose KV cache still holds the earlier turns. The runtime
-API has no CloseSession operation (botocore 1.44's sagemaker-runtime has InvokeEndpoint,
-InvokeEndpointAsync and InvokeEndpointWithResponseStream only): the container opens and
-closes sessions. The bodies are those of SageMaker's hosting standard, which vLLM's own
-/invocations implements (model_hosting_container_standards, on when the container has
-SAGEMAKER_ENABLE_STATEFUL_SESSIONS=true, which a recipe's `deploy: {sessions: true}` sets):
-`{"requestType": "NEW_SESSION"}` opens, `{"requestType": "CLOSE"}` with the id closes
-(confirmed by the ClosedSessionId header). A streamed request can only use an open session,
-so `invoke(..., stream=True, session_id=NEW_SESSION)` opens one first.
+Sessions (sticky routing): `open_session` and `close_session` are the session protocol of
+bench.sagemaker_sessions (one implementation, shared with `bench --sessions`) made through
+this module's AwsClients. The runtime API has no CloseSession operation (botocore 1.44's
+sagemaker-runtime has InvokeEndpoint, InvokeEndpointAsync and InvokeEndpointWithResponseStream
+only): the container opens and closes sessions. A streamed request can only use an open
+session, so `invoke(..., stream=True, session_id=NEW_SESSION)` opens one first.
 """
 
 from __future__ import annotations
@@ -29,6 +24,8 @@ from typing import Any, Callable, Iterable, Iterator
 
 from botocore.exceptions import EventStreamError
 
+from ..bench import sagemaker_sessions as sessions
+from ..bench.sagemaker_sessions import DEFAULT_CLOSE_BODY, DEFAULT_OPEN_BODY, NEW_SESSION  # noqa: F401 - re-exported
 from ..bench.sse import iter_sse
 from ..errors import DeployError
 from .aws import as_clients
@@ -91,13 +88,6 @@ def iter_stream_text(events: Iterable[dict[str, Any]]) -> Iterator[str]:
             yield text
 
 
-NEW_SESSION = "NEW_SESSION"
-# SageMaker's hosting standard's session requests (see the module docstring); a container with
-# its own session handling may want others.
-DEFAULT_OPEN_BODY: dict[str, Any] = {"requestType": "NEW_SESSION"}
-DEFAULT_CLOSE_BODY: dict[str, Any] = {"requestType": "CLOSE"}
-
-
 @dataclass
 class InvocationResult:
     """One non-streamed reply: the text, the server's token usage if it sent one, the raw body,
@@ -151,28 +141,21 @@ def invoke(endpoint_name: str, prompt: str, max_tokens: int = 256, stream: bool 
     return InvocationResult(endpoint_name, text_of(raw), latency, usage, raw, session_id)
 
 
+def _runtime_call(session: Any, region: str | None, endpoint_url: str | None) -> Callable[..., dict]:
+    """The session protocol's `call`, through AwsClients (permission errors named)."""
+    clients = as_clients(session, region, endpoint_url)
+    return lambda operation, **params: clients.call("sagemaker-runtime", operation, **params)
+
+
 def open_session(endpoint_name: str, session: Any = None, region: str | None = None,
                  endpoint_url: str | None = None, inference_component: str | None = None,
                  open_body: dict[str, Any] | None = None) -> str:
-    """Open a sticky session: InvokeEndpoint with SessionId=NEW_SESSION and the container's
-    open request (`open_body`, default DEFAULT_OPEN_BODY). Returns the id from NewSessionId
-    (`<id>; Expires=<time>`); a reply without one is a DeployError."""
-    resp = _session_call(as_clients(session, region, endpoint_url), endpoint_name, open_body or DEFAULT_OPEN_BODY,
-                         NEW_SESSION, inference_component)
-    opened = resp.get("NewSessionId")
-    if not opened:
-        raise DeployError("the endpoint's container opened no session (its reply has no NewSessionId): sticky "
-                          "sessions need a container that creates them (vLLM's /invocations does with "
-                          "SAGEMAKER_ENABLE_STATEFUL_SESSIONS=true: deploy the recipe with deploy: {sessions: true})")
-    return opened.split(";")[0].strip()
-
-
-def _session_call(clients: Any, endpoint_name: str, body: dict[str, Any], session_id: str,
-                  inference_component: str | None) -> dict:
-    """One InvokeEndpoint of the session protocol (open or close) with its JSON body."""
-    return clients.call("sagemaker-runtime", "InvokeEndpoint", EndpointName=endpoint_name, Body=json.dumps(body),
-                        ContentType="application/json", Accept="application/json", SessionId=session_id,
-                        **_component(inference_component))
+    """Open a sticky session (bench.sagemaker_sessions.open_session): InvokeEndpoint with
+    SessionId=NEW_SESSION and the container's open request (`open_body`, default
+    DEFAULT_OPEN_BODY). Returns the id from NewSessionId; a reply without one is a SessionError
+    (a DeployError)."""
+    return sessions.open_session(_runtime_call(session, region, endpoint_url), endpoint_name, inference_component,
+                                 open_body)
 
 
 def close_session(endpoint_name: str, session_id: str, session: Any = None, region: str | None = None,
@@ -180,16 +163,9 @@ def close_session(endpoint_name: str, session_id: str, session: Any = None, regi
                   close_body: dict[str, Any] | None = None) -> str:
     """Close a session: an InvokeEndpoint carrying its id and the container's close request
     (`close_body`, default DEFAULT_CLOSE_BODY). Returns the closed id from ClosedSessionId; a
-    reply without it is a DeployError (the container did not close the session)."""
-    if not session_id or session_id == NEW_SESSION:
-        raise DeployError("close_session needs the id of an open session (the session_id an invoke returned)")
-    resp = _session_call(as_clients(session, region, endpoint_url), endpoint_name, close_body or DEFAULT_CLOSE_BODY,
-                         session_id, inference_component)
-    closed = resp.get("ClosedSessionId")
-    if not closed:
-        raise DeployError(f"the endpoint did not close session {session_id} (no ClosedSessionId in its reply); "
-                          f"its container may expect another close request: pass close_body")
-    return closed.split(";")[0].strip()
+    reply without it is a SessionError (a DeployError)."""
+    return sessions.close_session(_runtime_call(session, region, endpoint_url), endpoint_name, session_id,
+                                  inference_component, close_body)
 
 
 def endpoint_stream_fn(endpoint_name: str, session: Any = None, region: str | None = None,

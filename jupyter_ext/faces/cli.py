@@ -98,7 +98,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.verb == "undeploy" and args.target == "local":
             out = f"stopped {out.name}"
         print(out)
-        if args.verb == "tune" and out.winner is None:
+        if args.verb == "tune" and getattr(out, "winner", True) is None:
             return 1  # searched, but nothing met the SLO
         return 0
     except OptimizeError as e:

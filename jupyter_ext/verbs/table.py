@@ -127,6 +127,8 @@ BENCH_OPTIONS = (
     Opt(("--model",), "model name served at --url (default: read from /v1/models)"),
     Opt(("--sagemaker-endpoint",), "benchmark this SageMaker endpoint (SigV4, streaming)"),
     Opt(("--region",), "AWS region of --sagemaker-endpoint"),
+    Opt(("--sessions",), "with --sagemaker-endpoint and --workload-shape multi-turn: each conversation in a sticky "
+        "session (opened with SessionId=NEW_SESSION, its id on every turn, closed at the end)", flag=True),
     Opt(("--concurrency",), "concurrency levels, e.g. 1,2,4,8", type=parse_int_list, default=_d(Load, "concurrency")),
     Opt(("--prompts",), "requests per level (default 2 x concurrency, >= 4)", dest="num_prompts", type=int),
     Opt(("--max-tokens",), "new tokens per request", type=int, default=_d(Workload, "max_tokens")),
@@ -214,7 +216,12 @@ VERBS: tuple[Verb, ...] = (
         Opt(("--target-rps",), "size a deployment for this load (req/s): instances, copies, autoscaling target",
             type=float),
         Opt(("--grid",), "measure every candidate (no pruning): the full grid search", flag=True),
-        Opt(("--results-dir",), "where the benchmark results JSON go"))),
+        Opt(("--results-dir",), "where the benchmark results JSON go"),
+        Opt(("--target",), "local: measure here; sagemaker (with --dry-run): the same SLO as a SageMaker AI "
+            "recommendation job", default="local", choices=("local", "sagemaker")),
+        Opt(("--dry-run",), "with --target sagemaker: print the exact CreateAIWorkloadConfig and "
+            "CreateAIRecommendationJob requests; send nothing", flag=True),
+        Opt(("--region",), "with --target sagemaker: the job's region (default: the session's, else us-east-1)"))),
     Verb("report", "one self-contained HTML page of results (a run, or a comparison)", (
         Opt(("results",), "result JSON paths (or @variables in a notebook); baseline first", nargs="+"),
         *_output("HTML path", "report.html"),
