@@ -26,6 +26,7 @@ from nbformat.v4 import new_code_cell, new_notebook
 from aws_fixtures import REGION, running_moto
 from conftest import ROOT, wait_until
 from credential_scan import PATTERNS, describe, files_under, scan_paths, scan_text
+from jupyter_ext.deploy.aws import REDACTED, redact
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -66,8 +67,11 @@ def test_the_scanner_finds_planted_credentials(creds, tmp_path):
     res = tmp_path / "res"
     res.mkdir()
     (res / "leaky.json").write_text(json.dumps({"levels": [], "machine": {"env": dict(os.environ)}}))
-    (res / "clean.json").write_text(json.dumps({"env": {"AWS_SECRET_ACCESS_KEY": "***redacted***"},
-                                                "hint": "set AWS_SECRET_ACCESS_KEY or run aws configure"}))
+    # what the toolkit's own redaction leaves of the same environment is clean
+    clean = redact({"env": {k: v for k, v in os.environ.items() if k.startswith("AWS_")}})
+    assert clean["env"]["AWS_SECRET_ACCESS_KEY"] == REDACTED
+    clean["hint"] = "set AWS_SECRET_ACCESS_KEY or run aws configure"
+    (res / "clean.json").write_text(json.dumps(clean))
     known = list(creds.values())
     found = scan_paths([res], known)
     assert {f.where for f in found} == {str(res / "leaky.json")}
