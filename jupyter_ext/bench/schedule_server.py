@@ -30,6 +30,13 @@ def _chunk(i: int, chat: bool, model: str) -> bytes:
     return b"data: " + json.dumps({"object": "chunk", "model": model, "choices": [choice]}).encode() + b"\n\n"
 
 
+def _text(content) -> str:
+    """A message's text: a string, or (as vLLM's benchmark client sends) a list of parts."""
+    if isinstance(content, list):
+        return "".join(p.get("text", "") for p in content if isinstance(p, dict))
+    return str(content)
+
+
 def make_app(ttft_ms: float, itl_ms: float, fail_every: int = 0, die_after: int = 0, model: str = "schedule",
              prefix_hit_rate: float | None = None, short_every: int = 0, adapters: tuple[str, ...] = ()):
     from aiohttp import web
@@ -46,11 +53,12 @@ def make_app(ttft_ms: float, itl_ms: float, fail_every: int = 0, die_after: int 
         if fail_every and n % fail_every == 0:
             return web.json_response({"error": {"message": "injected failure"}}, status=500)
         chat = request.path.endswith("chat/completions")
-        max_tokens = int(body.get("max_tokens", 16))
+        # vLLM's own benchmark client asks with the chat API's newer name
+        max_tokens = int(body.get("max_completion_tokens") or body.get("max_tokens") or 16)
         if short_every and n % short_every == 0:
             max_tokens = max(1, max_tokens // 2)
         # about 4 characters a token, as the workload estimates without a tokenizer
-        text = body.get("prompt") or "".join(m.get("content", "") for m in body.get("messages", []))
+        text = body.get("prompt") or "".join(_text(m.get("content", "")) for m in body.get("messages", []))
         prompt_tokens = max(1, len(str(text)) // 4)
         state["prompt_tokens"] += prompt_tokens
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})

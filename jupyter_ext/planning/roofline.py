@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from ..base.bandwidth import memory_bandwidth_gbs
 from ..catalog import get_accelerator, get_instance, get_model
 from ..catalog.specs import GB, AcceleratorSpec, InstanceSpec, ModelSpec, html_table, text_table
 from ..errors import PlanError
@@ -29,6 +30,8 @@ BANDWIDTH_EFFICIENCY = 0.80
 COMPUTE_EFFICIENCY = 0.50
 # Throughput kept under tensor parallelism (all-reduce per layer costs the rest).
 TP_EFFICIENCY = 0.90
+# The instance that is this machine: its bandwidth is measured here (base/bandwidth.py).
+LOCAL_INSTANCE = "local"
 # Mean KV length during decode of the seed workload: 622 prompt + 250/2 generated.
 DEFAULT_CONTEXT_TOKENS = 622 + 250 // 2
 
@@ -213,3 +216,11 @@ def estimate_blended_price(
     est = predict_decode(model, precision, concurrency, spec)
     return blended_price(spec.usd_per_hour, est.inter_token_latency_s, concurrency, discount,
                          estimate=True, instance=spec.name)
+
+
+def local_bandwidth_gbs() -> dict:
+    """The memory bandwidth of `local` (this machine): measured once per machine by a copy
+    probe and cached in the toolkit's cache folder ({"gbs", "source", "machine"})."""
+    from ..store.model_files import cache_root
+
+    return memory_bandwidth_gbs(cache_root() / "host" / "memory_bandwidth.json")

@@ -4,8 +4,9 @@ The space: recipes (techniques and their settings, from the shipped recipes and 
 technique registry's sections) crossed with concurrency levels. Each candidate gets an
 OPTIMISTIC bound from the roofline (planning/roofline.py) at full efficiency:
 
-    step_s       >= weight bytes read / peak bandwidth   (memory-bound decode step; on a
-                    CPU instance without an accelerator figure, CPU_BANDWIDTH_BOUND_GBS)
+    step_s       >= weight bytes read / peak bandwidth   (memory-bound decode step; on
+                    `local`, this machine's measured bandwidth x LOCAL_BANDWIDTH_HEADROOM;
+                    another CPU instance without a figure, CPU_BANDWIDTH_BOUND_GBS)
     tpot_s       >= step_s / (1 + draft tokens)          (speculation emits at most k+1 per step)
     e2e_s        >= ttft + (max_tokens - 1) * tpot_s  >= (max_tokens - 1) * tpot_s
     blended $/1M >= blended_price(rate, tpot_s, concurrency)   (ANCHORS.md's formula)
@@ -25,11 +26,16 @@ from ..errors import OptimizeError, PlanError, TechniqueUnavailableError
 from ..pricing import blended_price
 from ..recipes import Recipe, load_recipe, recipe_from_dict
 from .planner import plan, weight_bytes
-from .roofline import predict_decode
+from .roofline import LOCAL_INSTANCE, local_bandwidth_gbs, predict_decode
 
 # An assumed ceiling on host memory bandwidth where the catalog has no accelerator figure
-# ('local'): generous on purpose (a bound must never be slower than the real thing).
+# and the instance is not this machine: generous on purpose (a bound must never be slower
+# than the real thing).
 CPU_BANDWIDTH_BOUND_GBS = 200.0
+# `local` is this machine: its measured copy bandwidth times this headroom bounds it (a
+# copy's figure counts read + write bytes, decode mostly reads, and vLLM's kernels may
+# stream better than numpy's copy or than a probe on a busy machine).
+LOCAL_BANDWIDTH_HEADROOM = 2.0
 DEFAULT_CONCURRENCY = (1, 2, 4, 8)
 
 
@@ -108,10 +114,21 @@ def bound(c: Candidate, concurrency: int, instance: str, discount: float = 0.0) 
         step, basis = est.inter_token_latency_s, f"roofline at peak ({est.bound}-bound)"
     else:
         wb = weight_bytes(c.recipe.model, c.precision).total_bytes
-        step, basis = wb / (CPU_BANDWIDTH_BOUND_GBS * 1e9), f"weights / {CPU_BANDWIDTH_BOUND_GBS:g} GB/s"
+        gbs, basis = cpu_bandwidth_bound_gbs(spec.name)
+        step = wb / (gbs * 1e9)
     tpot = step / (1 + c.draft_tokens)
     price = blended_price(spec.usd_per_hour, tpot, concurrency, discount).blended_usd_per_1M
     return Bound(step, tpot, price, basis)
+
+
+def cpu_bandwidth_bound_gbs(instance: str) -> tuple[float, str]:
+    """The bandwidth bound of an instance without an accelerator figure, and what it is:
+    `local` from this machine's measured bandwidth, any other the generous constant."""
+    if instance != LOCAL_INSTANCE:
+        return CPU_BANDWIDTH_BOUND_GBS, f"weights / {CPU_BANDWIDTH_BOUND_GBS:g} GB/s"
+    bw = local_bandwidth_gbs()
+    gbs = bw["gbs"] * LOCAL_BANDWIDTH_HEADROOM
+    return gbs, f"weights / {gbs:.3g} GB/s ({LOCAL_BANDWIDTH_HEADROOM:g} x {bw['gbs']:.3g} GB/s, {bw['source']})"
 
 
 def static_prune(c: Candidate, concurrency: int, instance: str, slo: Any, max_tokens: int) -> str | None:
