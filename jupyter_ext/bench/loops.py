@@ -59,15 +59,29 @@ class Guard:
 Record = Callable[[RequestSample], None]
 
 
+Bodies = dict[int, bytes]
+
+
+def first_bodies(endpoint: Endpoint, workload: Workload, items: list[int], max_tokens: int | None) -> Bodies:
+    """The encoded first request of every item, built before the level sends anything: a
+    body encoded while other streams are open would delay reading them."""
+    out = {}
+    for i in items:
+        prompt = workload.prompts[i % len(workload)]
+        out[i] = endpoint.payload(prompt, max_tokens or workload.tokens_for(prompt))
+    return out
+
+
 async def _conversation(session, endpoint: Endpoint, workload: Workload, i: int, max_tokens: int | None,
-                        guard: Guard, record: Record, due_at: float | None = None) -> None:
-    """Send prompt i, then its follow-up turns (if any), each after the previous reply; each
-    asks for `max_tokens`, or (None) the prompt's own output length (a dataset row's) or the
-    workload's."""
+                        guard: Guard, record: Record, due_at: float | None = None, bodies: Bodies | None = None,
+                        ) -> None:
+    """Send prompt i (its body from `bodies` when built beforehand), then its follow-up turns
+    (if any), each after the previous reply; each asks for `max_tokens`, or (None) the
+    prompt's own output length (a dataset row's) or the workload's."""
     prompt = workload.prompts[i % len(workload)]
     max_tokens = max_tokens or workload.tokens_for(prompt)
     follow = workload.followups[i % len(workload)] if workload.followups else []
-    s = await stream_request(session, endpoint, prompt, max_tokens, due_at)
+    s = await stream_request(session, endpoint, prompt, max_tokens, due_at, (bodies or {}).pop(i, None))
     record(s)
     history = [{"role": "user", "content": prompt.user}]
     for turn, question in enumerate(follow, 1):
@@ -90,10 +104,11 @@ async def _conversation(session, endpoint: Endpoint, workload: Workload, i: int,
 async def closed_loop(session, endpoint: Endpoint, workload: Workload, items: list[int], c: int,
                       max_tokens: int | None, guard: Guard, record: Record) -> None:
     queue = list(reversed(items))
+    bodies = first_bodies(endpoint, workload, items, max_tokens)
 
     async def worker() -> None:
         while queue and not guard.halted:
-            await _conversation(session, endpoint, workload, queue.pop(), max_tokens, guard, record)
+            await _conversation(session, endpoint, workload, queue.pop(), max_tokens, guard, record, bodies=bodies)
 
     await asyncio.gather(*(worker() for _ in range(min(c, len(items)))))
 
@@ -109,6 +124,7 @@ def arrival_gaps(rate: float, arrival: str, n: int, seed: int) -> list[float]:
 async def open_loop(session, endpoint: Endpoint, workload: Workload, items: list[int], c: int, rate: float,
                     arrival: str, seed: int, max_tokens: int | None, guard: Guard, record: Record) -> None:
     slots = asyncio.Semaphore(c)
+    bodies = first_bodies(endpoint, workload, items, max_tokens)
     start = time.perf_counter()
     sending: set[asyncio.Task] = set()
 
@@ -118,7 +134,7 @@ async def open_loop(session, endpoint: Endpoint, workload: Workload, items: list
             if guard.halted:
                 return
             sending.add(asyncio.current_task())
-            await _conversation(session, endpoint, workload, i, max_tokens, guard, record, due_at)
+            await _conversation(session, endpoint, workload, i, max_tokens, guard, record, due_at, bodies)
 
     due, tasks = 0.0, []
     for i, gap in zip(items, arrival_gaps(rate, arrival, len(items), seed)):
