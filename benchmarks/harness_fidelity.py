@@ -91,7 +91,7 @@ def ours(url: str, c: int, n: int, max_tokens: int, ttft_s: float, itl_s: float,
     """Our client's error = measured - scheduled (ms, p50 and p99), and its split into the
     server's part and the client's own (`split_error`)."""
     opts = {"workers": workers} if workers is not None else {}
-    r = run_benchmark(url=url, concurrency=[c], num_prompts=n, max_tokens=max_tokens, warmup=min(c, 8),
+    r = run_benchmark(url=url, concurrency=[c], num_prompts=n, max_tokens=max_tokens, warmup=None,
                       input_scale=0.2, results_dir=tmp, progress=False, **opts)
     ok = [s for s in r.levels[0].samples if s.ok]
     split = [x for x in (split_error(s, ttft_s, itl_s) for s in ok) if x is not None]
