@@ -56,7 +56,8 @@ def make_app(ttft_ms: float, itl_ms: float, fail_every: int = 0, die_after: int 
         if fail_every and n % fail_every == 0:
             return web.json_response({"error": {"message": "injected failure"}}, status=500)
         chat = request.path.endswith("chat/completions")
-        max_tokens = int(body.get("max_tokens", 16))
+        # vLLM's benchmark client asks for max_completion_tokens (the newer OpenAI name)
+        max_tokens = int(body.get("max_tokens") or body.get("max_completion_tokens") or 16)
         if short_every and n % short_every == 0:
             max_tokens = max(1, max_tokens // 2)
         # about 4 characters a token, as the workload estimates without a tokenizer
