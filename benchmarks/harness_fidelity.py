@@ -40,7 +40,7 @@ from jupyter_ext.engine.server import http_ok  # noqa: E402
 
 
 def start_server(ttft_ms: float, itl_ms: float, cpu: int, kind: str = "lean",
-                 spin_us: float = 300.0) -> tuple[subprocess.Popen, str]:
+                 spin_us: float = 1000.0) -> tuple[subprocess.Popen, str]:
     """The stand-in on its own core: `lean` (a bare asyncio protocol, spinning the last
     `spin_us` before each deadline) or `aiohttp` (jupyter_ext.bench.schedule_server)."""
     port = free_port()
@@ -156,7 +156,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=None, help="client processes (default: the harness's choice)")
     ap.add_argument("--no-vllm", action="store_true", help="skip vLLM's client")
     ap.add_argument("--server", choices=("lean", "aiohttp"), default="lean", help="the stand-in server")
-    ap.add_argument("--spin-us", type=float, default=300.0, help="the lean server polls this long before a deadline")
+    ap.add_argument("--spin-us", type=float, default=1000.0, help="the lean server polls this long before a deadline")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--out", default=str(HERE / "results" / "harness_fidelity.json"))
     a = ap.parse_args()
