@@ -88,13 +88,11 @@ def pct(values) -> dict:
     return {"p50": round(p.p50 * 1e3, 3), "p99": round(p.p99 * 1e3, 3)}
 
 
-def ours(url: str, c: int, n: int, max_tokens: int, ttft_s: float, itl_s: float, tmp: str,
-         workers: int | None = None) -> dict:
+def ours(url: str, c: int, n: int, max_tokens: int, ttft_s: float, itl_s: float, tmp: str) -> dict:
     """Our client's error = measured - scheduled (ms, p50 and p99), and its split into the
     server's part and the client's own (`split_error`)."""
-    opts = {"workers": workers} if workers is not None else {}
     r = run_benchmark(url=url, concurrency=[c], num_prompts=n, max_tokens=max_tokens, warmup=None,
-                      input_scale=0.2, results_dir=tmp, progress=False, **opts)
+                      input_scale=0.2, results_dir=tmp, progress=False)
     ok = [s for s in r.levels[0].samples if s.ok]
     split = [x for x in (split_error(s, ttft_s, itl_s) for s in ok) if x is not None]
     ttft_client = [x["client_late"][0] for x in split]
@@ -155,7 +153,6 @@ def main() -> None:
     ap.add_argument("--ttft-ms", type=float, default=100.0)
     ap.add_argument("--itl-ms", type=float, default=20.0)
     ap.add_argument("--max-tokens", type=int, default=50)
-    ap.add_argument("--workers", type=int, default=None, help="client processes (default: the harness's choice)")
     ap.add_argument("--no-vllm", action="store_true", help="skip vLLM's client")
     ap.add_argument("--server", choices=("lean", "aiohttp"), default="lean", help="the stand-in server")
     ap.add_argument("--spin-us", type=float, default=1000.0, help="the lean server polls this long before a deadline")
@@ -175,7 +172,7 @@ def main() -> None:
                 n = max(16, 2 * c)
                 server_lateness(url)
                 row = {"concurrency": c, "requests": n, "ours": ours(url, c, n, a.max_tokens, a.ttft_ms / 1e3,
-                                                                    a.itl_ms / 1e3, tmp, a.workers)}
+                                                                    a.itl_ms / 1e3, tmp)}
                 row["server_late_ours"] = server_lateness(url)
                 row["within_goal"] = within(row["ours"])
                 if c in levels and not a.no_vllm:
