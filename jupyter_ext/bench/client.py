@@ -1,8 +1,10 @@
 """Async streaming client for any OpenAI-compatible endpoint (local vLLM or a given URL).
 
 It is built not to be the bottleneck: one aiohttp session with no connection-pool cap
-(aiohttp's default caps at 100), a large read buffer, and timing taken on the monotonic
-clock the moment each server-sent event is read. The clock of a request starts when its
+(aiohttp's default caps at 100), a large read buffer, uvloop where installed, request bodies
+encoded before a level starts, and each chunk of a reply stamped on the monotonic clock the
+moment it is read, its events decoded once the reply ended (`sse.read_stamped`): hundreds of
+open streams then cost one clock read per chunk. The clock of a request starts when its
 last byte is written to the socket (aiohttp's request-chunk trace): with many streams
 started at once, one event loop opens connections and writes requests one after another,
 and that client-side wait is reported as queue time, not counted in TTFT. Requests ask for
@@ -18,7 +20,7 @@ from typing import Any
 
 from . import failures
 from .metrics import RequestSample
-from .sse import aiter_sse
+from .sse import StampedStream, read_stamped
 from .workload import Prompt
 
 READ_BUFSIZE = 1 << 22  # 4 MiB: a small buffer makes aiohttp split and re-read long streams
@@ -60,6 +62,10 @@ class Endpoint:
             b["ignore_eos"] = True
         b.update(self.extra_body)
         return b
+
+    def payload(self, prompt: Prompt, max_tokens: int) -> bytes:
+        """The encoded request body (built ahead of a level's sending, or at the request)."""
+        return json.dumps(self.body(prompt, max_tokens)).encode()
 
     def to_dict(self) -> dict:
         # Header values may hold credentials: keep their names only.
@@ -115,18 +121,20 @@ def _content_of(event: dict) -> str:
 
 
 async def stream_request(session, endpoint: Endpoint, prompt: Prompt, max_tokens: int,
-                         due_at: float | None = None, session_id: str | None = None) -> RequestSample:
+                         due_at: float | None = None, session_id: str | None = None,
+                         payload: bytes | None = None) -> RequestSample:
     """Send one streaming request (in the sticky session `session_id`, if given) and time
     every content event. Never raises for a failed request: the failure is recorded in the
-    sample so a sweep can count it."""
+    sample so a sweep can count it. `payload` is the request body built beforehand
+    (`Endpoint.payload`), so sending it encodes nothing."""
     # Encode (and sign) before the clock starts: that work is the client's, not the server's.
-    payload = json.dumps(endpoint.body(prompt, max_tokens)).encode()
+    if payload is None:
+        payload = endpoint.payload(prompt, max_tokens)
     url, headers = endpoint.prepare(payload, session_id)
     sent = time.perf_counter()
     sample = RequestSample(prompt_index=prompt.index, ok=False, sent_at=sent,
                            queue_s=max(0.0, sent - due_at) if due_at is not None else 0.0, model=prompt.model)
-    chunks: list[float] = []
-    text: list[str] = []
+    stream = StampedStream()
     stamps: dict[str, float] = {}
     try:
         async with session.post(url, data=payload, headers=headers, trace_request_ctx=stamps) as resp:
@@ -144,27 +152,17 @@ async def stream_request(session, endpoint: Endpoint, prompt: Prompt, max_tokens
                 sample.error_kind = failures.NOT_STREAM
                 sample.error = f"it answered {resp.content_type}, not text/event-stream: {(await resp.text())[:200]}"
                 return _ended(sample)
-            async for event in aiter_sse(endpoint.chunks(resp)):
-                now = time.perf_counter()
-                if event.get("error"):
-                    raise RuntimeError(str(event["error"])[:300])
-                piece = _content_of(event)
-                if piece:
-                    chunks.append(now - sent)
-                    text.append(piece)
-                usage = event.get("usage")
-                if usage:
-                    sample.input_tokens = usage.get("prompt_tokens")
-                    sample.output_tokens = usage.get("completion_tokens")
-                    sample.usage_from_server = True
+            # stamp every chunk as it comes, decode the events once the stream ended
+            await read_stamped(endpoint.chunks(resp), stream)
+        chunks, text = _take_events(sample, stream.events, sent)
     except json.JSONDecodeError as exc:  # a line that is no JSON event: not an SSE stream at all
         sample.error_kind = failures.NOT_STREAM
         sample.error = f"its reply is not a stream of JSON events (a line reads {exc.doc[:120]!r})"
-        sample.chunk_times_s = chunks
+        sample.chunk_times_s = _partial_times(sample, stream, sent)
         return _ended(sample)
     except Exception as exc:  # noqa: BLE001 - recorded, counted as failed, shown in the result
         sample.error_kind, sample.error = failures.describe_exception(exc)
-        sample.chunk_times_s = chunks
+        sample.chunk_times_s = _partial_times(sample, stream, sent)
         return _ended(sample)
     if not chunks:
         sample.error_kind, sample.error = failures.EMPTY, "the stream ended without any content"
@@ -177,6 +175,42 @@ async def stream_request(session, endpoint: Endpoint, prompt: Prompt, max_tokens
     if sample.output_tokens is None:  # fallback, flagged by usage_from_server=False
         sample.output_tokens = len(chunks)
     return _ended(sample)
+
+
+def _take_events(sample: RequestSample, events: list[tuple[float, dict]], sent: float,
+                 ) -> tuple[list[float], list[str]]:
+    """Content times (relative to `sent`) and texts of the decoded events; the server's token
+    counts go into `sample`. An error event raises, as the server ended the reply with it."""
+    chunks: list[float] = []
+    text: list[str] = []
+    for now, event in events:
+        if event.get("error"):
+            raise RuntimeError(str(event["error"])[:300])
+        piece = _content_of(event)
+        if piece:
+            chunks.append(now - sent)
+            text.append(piece)
+        usage = event.get("usage")
+        if usage:
+            sample.input_tokens = usage.get("prompt_tokens")
+            sample.output_tokens = usage.get("completion_tokens")
+            sample.usage_from_server = True
+    return chunks, text
+
+
+def _partial_times(sample: RequestSample, stream: StampedStream, sent: float) -> list[float]:
+    """Content times of a failed request's events that arrived whole before it failed."""
+    try:
+        events = stream.parse()
+    except ValueError:
+        events = stream.events
+    times = []
+    for now, event in events:
+        if event.get("error"):
+            break
+        if _content_of(event):
+            times.append(now - sent)
+    return times
 
 
 def _ended(sample: RequestSample) -> RequestSample:

@@ -61,17 +61,32 @@ Record = Callable[[RequestSample], None]
 log = logging.getLogger(__name__)
 
 
+Bodies = dict[int, bytes]
+
+
+def first_bodies(endpoint: Endpoint, workload: Workload, items: list[int], max_tokens: int | None) -> Bodies:
+    """The encoded first request of every item, built before the level sends anything: a
+    body encoded while other streams are open would delay reading them."""
+    out = {}
+    for i in items:
+        prompt = workload.prompts[i % len(workload)]
+        out[i] = endpoint.payload(prompt, max_tokens or workload.tokens_for(prompt))
+    return out
+
+
 async def _conversation(session, endpoint: Endpoint, workload: Workload, i: int, max_tokens: int | None,
-                        guard: Guard, record: Record, due_at: float | None = None) -> None:
-    """Send prompt i, then its follow-up turns (if any), each after the previous reply; each
-    asks for `max_tokens`, or (None) the prompt's own output length (a dataset row's) or the
-    workload's. With `endpoint.sessions`, a multi-turn conversation opens a sticky session
-    first, sends every turn in it and closes it after the last (open and close are blocking
-    calls, run on a worker thread; neither is inside any turn's timing, both are inside the
-    level's wall time, as for a real client)."""
+                        guard: Guard, record: Record, due_at: float | None = None, bodies: Bodies | None = None,
+                        ) -> None:
+    """Send prompt i (its body from `bodies` when built beforehand), then its follow-up turns
+    (if any), each after the previous reply; each asks for `max_tokens`, or (None) the
+    prompt's own output length (a dataset row's) or the workload's. With `endpoint.sessions`,
+    a multi-turn conversation opens a sticky session first, sends every turn in it and closes
+    it after the last (open and close are blocking calls, run on a worker thread; neither is
+    inside any turn's timing, both are inside the level's wall time, as for a real client)."""
     prompt = workload.prompts[i % len(workload)]
     max_tokens = max_tokens or workload.tokens_for(prompt)
     follow = workload.followups[i % len(workload)] if workload.followups else []
+    body = (bodies or {}).pop(i, None)
     sessions = endpoint.sessions if follow else None
     sid = None
     if sessions is not None:
@@ -82,7 +97,7 @@ async def _conversation(session, endpoint: Endpoint, workload: Workload, i: int,
             _not_sent(prompt, 0, len(follow), record, f"no session opened: {why}"[:400], failures.SESSION)
             return
     try:
-        await _turns(session, endpoint, prompt, follow, max_tokens, guard, record, due_at, sid)
+        await _turns(session, endpoint, prompt, follow, max_tokens, guard, record, due_at, sid, body)
     finally:
         if sid is not None:
             try:
@@ -92,8 +107,8 @@ async def _conversation(session, endpoint: Endpoint, workload: Workload, i: int,
 
 
 async def _turns(session, endpoint: Endpoint, prompt, follow: list[str], max_tokens: int, guard: Guard,
-                 record: Record, due_at: float | None, sid: str | None) -> None:
-    s = await stream_request(session, endpoint, prompt, max_tokens, due_at, session_id=sid)
+                 record: Record, due_at: float | None, sid: str | None, body: bytes | None = None) -> None:
+    s = await stream_request(session, endpoint, prompt, max_tokens, due_at, session_id=sid, payload=body)
     record(s)
     history = [{"role": "user", "content": prompt.user}]
     for turn, question in enumerate(follow, 1):
@@ -120,10 +135,11 @@ def _not_sent(prompt, first: int, last: int, record: Record, why: str, kind: str
 async def closed_loop(session, endpoint: Endpoint, workload: Workload, items: list[int], c: int,
                       max_tokens: int | None, guard: Guard, record: Record) -> None:
     queue = list(reversed(items))
+    bodies = first_bodies(endpoint, workload, items, max_tokens)
 
     async def worker() -> None:
         while queue and not guard.halted:
-            await _conversation(session, endpoint, workload, queue.pop(), max_tokens, guard, record)
+            await _conversation(session, endpoint, workload, queue.pop(), max_tokens, guard, record, bodies=bodies)
 
     await asyncio.gather(*(worker() for _ in range(min(c, len(items)))))
 
@@ -139,6 +155,7 @@ def arrival_gaps(rate: float, arrival: str, n: int, seed: int) -> list[float]:
 async def open_loop(session, endpoint: Endpoint, workload: Workload, items: list[int], c: int, rate: float,
                     arrival: str, seed: int, max_tokens: int | None, guard: Guard, record: Record) -> None:
     slots = asyncio.Semaphore(c)
+    bodies = first_bodies(endpoint, workload, items, max_tokens)
     start = time.perf_counter()
     sending: set[asyncio.Task] = set()
 
@@ -148,7 +165,7 @@ async def open_loop(session, endpoint: Endpoint, workload: Workload, items: list
             if guard.halted:
                 return
             sending.add(asyncio.current_task())
-            await _conversation(session, endpoint, workload, i, max_tokens, guard, record, due_at)
+            await _conversation(session, endpoint, workload, i, max_tokens, guard, record, due_at, bodies)
 
     due, tasks = 0.0, []
     for i, gap in zip(items, arrival_gaps(rate, arrival, len(items), seed)):

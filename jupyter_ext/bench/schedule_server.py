@@ -8,7 +8,11 @@ requests (`--die-after N`) to test how a sweep handles failures. For the integri
 it can export vLLM's prefix-cache counters at /metrics with a given hit rate
 (`--prefix-hit-rate 0.9`) and answer every Nth request with half its tokens, as a server
 that ignores ignore_eos would (`--short-every N`). `--adapters a,b` lists LoRA adapter names
-in /v1/models beside the model, as vLLM does for its --lora-modules.
+in /v1/models beside the model, as vLLM does for its --lora-modules. With `--stamp` each token's
+text is ` i:T0:TW`: the monotonic time the server read the request (T0) and wrote the token (TW),
+so a client can split its measured error into the server's part and its own (the clock is
+CLOCK_MONOTONIC, one for every process of the machine). Its event loop wakes for a token's
+deadline to the microsecond (`eventloop.precise_loop`), not to the millisecond epoll rounds to.
 
     python -m jupyter_ext.bench.schedule_server --port 8123 --ttft-ms 50 --itl-ms 10
 """
@@ -37,8 +41,16 @@ def _text(content) -> str:
     return str(content)
 
 
+def _stamped(i: int, chat: bool, model: str, t0: float) -> bytes:
+    """An event whose text carries the request's read time and this token's write time."""
+    piece = f" {i}:{t0:.7f}:{time.perf_counter():.7f}"
+    choice = {"index": 0, "delta": {"content": piece}} if chat else {"index": 0, "text": piece}
+    return b"data: " + json.dumps({"object": "chunk", "model": model, "choices": [choice]}).encode() + b"\n\n"
+
+
 def make_app(ttft_ms: float, itl_ms: float, fail_every: int = 0, die_after: int = 0, model: str = "schedule",
-             prefix_hit_rate: float | None = None, short_every: int = 0, adapters: tuple[str, ...] = ()):
+             prefix_hit_rate: float | None = None, short_every: int = 0, adapters: tuple[str, ...] = (),
+             stamp: bool = False):
     from aiohttp import web
 
     state = {"n": 0, "late_s": [], "prompt_tokens": 0}
@@ -67,7 +79,7 @@ def make_app(ttft_ms: float, itl_ms: float, fail_every: int = 0, die_after: int 
             due = t0 + ttft_ms / 1e3 + i * itl_ms / 1e3
             await asyncio.sleep(max(0.0, due - time.perf_counter()))
             state["late_s"].append(time.perf_counter() - due)
-            await resp.write(_chunk(i, chat, model))
+            await resp.write(_stamped(i, chat, model, t0) if stamp else _chunk(i, chat, model))
         usage = {"prompt_tokens": prompt_tokens, "completion_tokens": max_tokens,
                  "total_tokens": prompt_tokens + max_tokens}
         await resp.write(b"data: " + json.dumps({"choices": [], "usage": usage}).encode() + b"\n\n")
@@ -124,10 +136,15 @@ def main() -> None:
     ap.add_argument("--prefix-hit-rate", type=float, default=None)
     ap.add_argument("--short-every", type=int, default=0)
     ap.add_argument("--adapters", default="", help="comma-separated LoRA adapter names /v1/models lists too")
+    ap.add_argument("--stamp", action="store_true", help="tokens carry the server's read and write times")
     a = ap.parse_args()
+    from .eventloop import precise_loop
+
     web.run_app(make_app(a.ttft_ms, a.itl_ms, a.fail_every, a.die_after, prefix_hit_rate=a.prefix_hit_rate,
-                         short_every=a.short_every, adapters=tuple(n for n in a.adapters.split(",") if n)), host=a.host, port=a.port,
-                print=None, access_log=None, backlog=4096)
+                         short_every=a.short_every, adapters=tuple(n for n in a.adapters.split(",") if n),
+                         stamp=a.stamp), host=a.host, port=a.port,
+                print=None, access_log=None, backlog=4096,
+                loop=precise_loop())
 
 
 if __name__ == "__main__":

@@ -20,7 +20,6 @@ dying server keeps every finished level.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 import threading
@@ -29,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from ..errors import BenchError
+from . import eventloop
 from .client import Endpoint
 from .failures import ends_sweep, level_failure
 from .loops import Guard, run_level
@@ -266,7 +266,7 @@ def _measure_level(endpoint: Endpoint, workload: Workload, spec: SweepSpec, inde
     """One repeat of the `index`-th level, on its own fresh prompts (`spec.block`)."""
     text_before = scrape_metrics_text(endpoint.base_url)
     opened_before = endpoint.sessions.counts() if endpoint.sessions is not None else None
-    samples, warm, t0 = asyncio.run(run_level(endpoint, workload, c, spec.requests_at(c), spec.warmup_at(c), guard,
+    samples, warm, t0 = eventloop.run(run_level(endpoint, workload, c, spec.requests_at(c), spec.warmup_at(c), guard,
                                               rate, spec.arrival, spec.seed, on_done, spec.block(index, repeat)))
     text_after = scrape_metrics_text(endpoint.base_url)
     sessions = level_sessions(opened_before, endpoint.sessions.counts()) if opened_before is not None else None
