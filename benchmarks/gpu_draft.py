@@ -28,7 +28,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
-from gpu_bench import SMOL, bench_one, gpu_name, text_equality  # noqa: E402
+from gpu_bench import bench_one, gpu_name, runs, text_equality  # noqa: E402
 from jupyter_ext.techniques.draft_train import trained_draft  # noqa: E402
 from jupyter_ext.techniques.speculative import DraftTraining  # noqa: E402
 
@@ -63,16 +63,11 @@ def main() -> None:
     if a.skip_bench:
         return
     levels = [int(x) for x in a.levels.split(",")]
-    eng = {"max_model_len": 2048, "gpu_memory_utilization": 0.3}
-    comp = {"enabled": True, "cache": False}
-    specs = [
-        ({"name": "smol-compiled", "model": SMOL, "engine": eng, "compile": comp}, None),
-        ({"name": "smol-ngram-compiled", "model": SMOL, "engine": eng, "compile": comp,
-          "speculative": {"method": "ngram", "num_tokens": 4}}, None),
-        ({"name": "smol-draft-trained-compiled", "model": SMOL, "engine": eng, "compile": comp,
-          "speculative": {"method": "draft_model", "model": "trained", "num_tokens": a.k, "train": settings}},
-         str(draft)),
-    ]
+    plain, ngram = (spec for spec, _ in runs("offline")[:2])  # gpu_bench's compiled SmolLM2 recipes
+    specs = [(plain, None), (ngram, None),
+             ({**plain, "name": "smol-draft-trained-compiled",
+               "speculative": {"method": "draft_model", "model": "trained", "num_tokens": a.k, "train": settings}},
+              str(draft))]
     for spec, draft_path in specs:
         try:
             doc["runs"].append(bench_one(spec, target, out, levels, draft_path=draft_path))
