@@ -236,6 +236,35 @@ def with_training_dataset(recipe: Recipe, dataset: str | None) -> Recipe:
     return out
 
 
+def with_bench_dataset(recipe: Recipe | None, dataset: str | Path | None) -> Recipe | None:
+    """The recipe a benchmark on `dataset` (`bench --dataset`) serves: a `model: trained`
+    draft with no `speculative.train.dataset` of its own is trained on (and cached for) the
+    benchmarked dataset; an explicit `train.dataset` in the recipe wins (the result notes the
+    difference); any other recipe is returned as it is."""
+    if recipe is None or dataset is None:
+        return recipe
+    spec = recipe.speculative
+    if spec is None or spec.method != "draft_model" or spec.model != TRAINED:
+        return recipe
+    if spec.train is not None and spec.train.dataset is not None:
+        return recipe
+    return with_training_dataset(recipe, str(dataset))
+
+
+def trained_elsewhere_note(recipe: Recipe | None, dataset: str | Path | None) -> str | None:
+    """A note when a trained draft was trained on another file than the benchmarked `dataset`."""
+    if recipe is None or dataset is None or recipe.speculative is None:
+        return None
+    spec = recipe.speculative
+    if spec.method != "draft_model" or spec.model != TRAINED or spec.train is None or spec.train.dataset is None:
+        return None
+    trained, benched = Path(spec.train.dataset).expanduser().resolve(), Path(dataset).expanduser().resolve()
+    if trained == benched:
+        return None
+    return (f"the draft was trained on {trained} (the recipe's speculative.train.dataset), not on the benchmarked "
+            f"dataset {benched}: its acceptance here measures how it carries over to other prompts")
+
+
 class Ngram(SpeculativeMethod):
     method = "ngram"
     schema = NgramSpeculation
