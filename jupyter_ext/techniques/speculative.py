@@ -63,7 +63,8 @@ class DraftTraining(Strict):
     new_tokens: int = Field(48, gt=0, description="tokens of the teacher's greedy answer per prompt")
     prompts: int = Field(256, gt=0, description="training prompts (a dataset may have fewer)")
     heldout_prompts: int = Field(16, gt=0, description="prompts acceptance is measured on, never trained on")
-    dataset: str | None = Field(None, description="JSONL of chat 'messages' or 'prompt' rows; default built-in text")
+    dataset: str | None = Field(None, description="a dataset file as bench --dataset reads (JSONL messages/prompt, "
+                                                   "ShareGPT, CSV); default built-in text")
     seed: int = 0
     checkpoint_every: int = Field(25, gt=0)
 
