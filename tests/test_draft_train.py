@@ -8,6 +8,7 @@ in about two minutes; the teacher's answers are made once per module and cached.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,7 @@ from jupyter_ext.errors import DatasetError, RecipeError
 from jupyter_ext.recipes import load_recipe, recipe_from_dict
 from jupyter_ext.store.artifacts import read_marker
 from jupyter_ext.store.model_files import model_folder
-from jupyter_ext.techniques import draft_train
+from jupyter_ext.techniques import draft_data, draft_train
 from jupyter_ext.techniques.draft_data import builtin_prompts, read_prompt_dataset, teacher_set
 from jupyter_ext.techniques.draft_train import accepted_run, heldout_acceptance, init_draft, teacher_file, trained_draft
 
@@ -66,13 +67,46 @@ def test_dataset_rows_become_chat_prompts(dataset):
     assert [m["role"] for m in rows[2]] == ["system", "user"]  # the final assistant turn is the answer
 
 
+def test_the_draft_reads_every_format_bench_reads_with_the_same_errors(tmp_path):
+    """One reader (store.dataset_rows) for benchmarks and draft training: ShareGPT and CSV
+    train a draft too, and a bad row gets the benchmark's message."""
+    from jupyter_ext.bench.datasets import load_dataset
+
+    share = tmp_path / "share.json"
+    share.write_text(json.dumps([{"conversations": [{"from": "human", "value": "What is a dict?"},
+                                                    {"from": "gpt", "value": "A mapping."}]}]))
+    assert read_prompt_dataset(share) == [[{"role": "user", "content": "What is a dict?"}]]
+    table = tmp_path / "q.csv"
+    table.write_text("question,response\nWhy use a set?,Fast membership.\n")
+    assert read_prompt_dataset(table) == [[{"role": "user", "content": "Why use a set?"}]]
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"prompt": "ok"}\n{"messages": "no"}\n')
+    with pytest.raises(DatasetError) as draft_err:
+        read_prompt_dataset(bad)
+    with pytest.raises(DatasetError) as bench_err:
+        load_dataset(bad)
+    assert str(draft_err.value) == str(bench_err.value) and "line 2" in str(draft_err.value)
+
+
+def test_builtin_training_prompts_use_the_copy_workloads_questions():
+    from jupyter_ext.bench import workload
+    from jupyter_ext.store import prompt_templates
+
+    assert workload.QUESTIONS is prompt_templates.QUESTIONS
+    prompts = builtin_prompts(6, False, 400)
+    assert all(p[0]["content"] == prompt_templates.SYSTEM_PROMPT for p in prompts)
+    shapes = [re.compile(".*Question: " + re.escape(q).replace(re.escape("{topic}"), "[^`]+") + "$", re.S)
+              for q in prompt_templates.QUESTIONS]
+    assert all(any(shape.match(p[1]["content"]) for shape in shapes) for p in prompts)
+
+
 @pytest.mark.parametrize("lines, match", [
-    (['{"prompt": "ok"}', "{not json"], "line 2 is not JSON"),
-    (['{"text": "no prompt"}'], "line 1: expected an object with a 'messages' list or a 'prompt' string"),
-    (['{"messages": [{"role": "robot", "content": "hi"}]}'], r"line 1: messages\[0\]"),
-    (['{"messages": [{"role": "user", "content": "q"}, {"role": "system", "content": "s"}]}'], "end with a user turn"),
-    (['{"prompt": ""}'], "non-empty string"),
-    (["", "  "], "holds no rows"),
+    (['{"prompt": "ok"}', "{not json"], "line 2: not valid JSON"),
+    (['{"text": "no prompt"}'], "line 1: no 'messages', 'conversations' or 'prompt' field"),
+    (['{"messages": [{"role": "robot", "content": "hi"}]}'], r"line 1: messages\[0\] has role"),
+    (['{"messages": [{"role": "system", "content": "s"}]}'], "line 1: 'messages' has no user turn"),
+    (['{"prompt": ""}'], "line 1: 'prompt' must be a non-empty string"),
+    (["", "  "], "is empty"),
 ])
 def test_a_malformed_dataset_gets_a_named_error(tmp_path, lines, match):
     path = tmp_path / "bad.jsonl"
@@ -144,7 +178,7 @@ def test_prepare_trains_a_tiny_draft_and_the_second_call_is_a_cache_hit(target, 
     assert cfg["num_hidden_layers"] == 1 and cfg["vocab_size"] == 49152 and cfg["tie_word_embeddings"]
     assert (draft / "tokenizer.json").read_bytes() == (target / "tokenizer.json").read_bytes()
     meta = read_marker(draft)
-    assert meta["kind"] == "trained-draft" and meta["dataset_id"] != "builtin-v1"
+    assert meta["kind"] == "trained-draft" and meta["dataset_id"] != draft_data.BUILTIN_VERSION
     assert meta["training"]["steps"] == 3 and 0 <= meta["training"]["acceptance"]["rate"] <= 1
     assert any(n.startswith("trained draft: 1 layers") for n in report.notes), report.notes
 

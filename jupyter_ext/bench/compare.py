@@ -36,6 +36,8 @@ class Comparison:
                 row["rate req/s"] = r["rate req/s"]
             for col, _ in COMPARED:
                 row[f"{col} ratio"] = r[col] / b[col] if b[col] else float("nan")
+            if "spec accept" in r:  # the recipe's draft acceptance (server counters) beside its speed-up
+                row["spec accept"] = r["spec accept"]
             rows.append(row)
         return cls(recipe, baseline, rows)
 

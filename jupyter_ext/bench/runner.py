@@ -18,6 +18,7 @@ from typing import Callable
 from .. import defaults
 from ..errors import AdapterNotServedError, BenchError, EndpointRejectedError, EndpointUnreachableError
 from ..recipes import Recipe
+from ..techniques.speculative import trained_elsewhere_note
 from .client import Endpoint
 from .failures import server_message
 from .integrity import integrity_warnings
@@ -124,6 +125,9 @@ def run_target(spec: BenchSpec, target: Target, *, server=None, progress: bool =
                                        "repeats": sweep.repeats, "fresh_prompts_per_level": True},
                              server=server_info, instance=price.instance,
                              discount=price.discount, slo=str(spec.slo) if spec.slo else None)
+        note = trained_elsewhere_note(recipe, wl.dataset)
+        if note:
+            result.notes.append(note)
         if recipe is not None and recipe.engine.weights == "dummy":
             from ..store.dummy_model import DUMMY_NOTE
 

@@ -276,6 +276,13 @@ class BenchSpec:
             from ..recipes import load_recipe
 
             object.__setattr__(self, "baseline", load_recipe(self.baseline))
+        if self.workload.dataset is not None:  # a trained draft learns from the benchmarked dataset
+            from ..techniques.speculative import with_bench_dataset
+
+            object.__setattr__(self, "baseline", with_bench_dataset(self.baseline, self.workload.dataset))
+            if self.target.recipe is not None:
+                object.__setattr__(self, "target", dataclasses.replace(
+                    self.target, recipe=with_bench_dataset(self.target.recipe, self.workload.dataset)))
         if self.workload.adapters is not None:
             if self.target.sagemaker_endpoint is not None or self.target.endpoint is not None:
                 raise BenchError("--adapters names adapters in the request's model field (vLLM multi-LoRA); a "

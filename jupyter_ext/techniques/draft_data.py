@@ -1,10 +1,10 @@
 """What a trained draft learns from: chat prompts, and the teacher's greedy answers to them.
 
-Prompts come from a dataset file (`read_prompt_dataset`: JSONL rows with OpenAI chat
-`messages` or a `prompt` string) or, by default, from the built-in text (documentation
-passages of Python's standard library with a question, the shape of the benchmark's
-workload; held-out prompts use other modules than training prompts, so held-out acceptance
-is measured on topics never trained on).
+Prompts come from a dataset file (`read_prompt_dataset`: any file `bench --dataset`
+reads, by the same reader, store.dataset_rows) or, by default, from the built-in text
+(documentation passages of Python's standard library with one of the copy workload's
+questions, store.prompt_templates; held-out prompts use other modules than training
+prompts, so held-out acceptance is measured on topics never trained on).
 
 The teacher (the recipe's target, fp32, transformers on CPU) answers every prompt greedily
 (`new_tokens` tokens, or fewer at its end-of-sequence token); one teacher-forced pass over
@@ -17,72 +17,27 @@ cached in one file keyed by (target hash, dataset hash, the settings that shape 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import random
 from pathlib import Path
 from typing import Any, Sequence
 
 from ..errors import DatasetError
+from ..store.dataset_rows import read_rows
+from ..store.prompt_templates import QUESTIONS, SYSTEM_PROMPT
 
 TOP_K = 16  # teacher log-probs kept per position (the distillation's soft targets)
 BATCH = 8   # sequences per teacher pass; the acceptance pass uses the same grouping
-BUILTIN_VERSION = "builtin-v1"  # bump when the built-in prompts change
-SYSTEM_PROMPT = ("You are a helpful assistant. Answer the user's question using the documentation "
-                 "they provide. Be thorough and explain step by step.")
-QUESTIONS = (
-    "Using only the documentation above, explain what `{topic}` is for and how a programmer would use it.",
-    "Summarise the documentation above for a new Python developer.",
-    "What mistakes might someone make when using `{topic}`, and how can they avoid them?",
-    "Write a short tutorial on `{topic}` based on the text above.",
-    "What problem does `{topic}` solve according to the passage, and what are its main parts?",
-)
-
+BUILTIN_VERSION = "builtin-v2"  # bump when the built-in prompts change (v2: the workload's own questions)
 Messages = list[dict[str, str]]
 
 
 def read_prompt_dataset(path: str | os.PathLike) -> list[Messages]:
-    """Chat prompts from a JSONL file: each line `{"messages": [{"role", "content"}, ...]}`
-    (a final assistant turn is dropped: it is the answer, not the prompt) or
-    `{"prompt": "..."}` (one user turn). A malformed line is a DatasetError naming it."""
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise DatasetError(f"dataset {str(path)!r} not found; give a JSONL file with one "
-                           f"{{\"messages\": [...]}} or {{\"prompt\": \"...\"}} object per line")
-    rows: list[Messages] = []
-    for n, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
-        if line.strip():
-            rows.append(_row_messages(line, n, path))
-    if not rows:
-        raise DatasetError(f"dataset {path} holds no rows; write one JSON object per line")
-    return rows
-
-
-def _row_messages(line: str, n: int, path: Path) -> Messages:
-    where = f"dataset {path.name} line {n}"
-    try:
-        row = json.loads(line)
-    except json.JSONDecodeError as e:
-        raise DatasetError(f"{where} is not JSON ({e.msg} at column {e.colno})") from None
-    if not isinstance(row, dict) or not ("messages" in row or "prompt" in row):
-        raise DatasetError(f"{where}: expected an object with a 'messages' list or a 'prompt' string")
-    if "prompt" in row and "messages" not in row:
-        if not isinstance(row["prompt"], str) or not row["prompt"].strip():
-            raise DatasetError(f"{where}: 'prompt' must be a non-empty string")
-        return [{"role": "user", "content": row["prompt"]}]
-    msgs = row["messages"]
-    if not isinstance(msgs, list) or not msgs:
-        raise DatasetError(f"{where}: 'messages' must be a non-empty list of {{role, content}} objects")
-    for i, m in enumerate(msgs):
-        if not (isinstance(m, dict) and m.get("role") in ("system", "user", "assistant")
-                and isinstance(m.get("content"), str)):
-            raise DatasetError(f"{where}: messages[{i}] must be {{\"role\": system|user|assistant, "
-                               f"\"content\": string}}")
-    if msgs[-1]["role"] == "assistant":
-        msgs = msgs[:-1]
-    if not msgs or msgs[-1]["role"] != "user":
-        raise DatasetError(f"{where}: the prompt must end with a user turn (the model answers it)")
-    return [{"role": m["role"], "content": m["content"]} for m in msgs]
+    """Chat prompts from a dataset file, read by the benchmark's reader (store.dataset_rows:
+    JSONL of chat `messages` or `prompt` rows, ShareGPT `conversations`, CSV with a prompt
+    column): each row's conversation up to its last user turn (the answer after it, if any,
+    is the teacher's to give). A malformed row is a DatasetError naming its line."""
+    return [[dict(m) for m in row.messages] for row in read_rows(path).rows]
 
 
 def dataset_id(dataset: str | None) -> str:

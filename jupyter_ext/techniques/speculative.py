@@ -63,7 +63,8 @@ class DraftTraining(Strict):
     new_tokens: int = Field(48, gt=0, description="tokens of the teacher's greedy answer per prompt")
     prompts: int = Field(256, gt=0, description="training prompts (a dataset may have fewer)")
     heldout_prompts: int = Field(16, gt=0, description="prompts acceptance is measured on, never trained on")
-    dataset: str | None = Field(None, description="JSONL of chat 'messages' or 'prompt' rows; default built-in text")
+    dataset: str | None = Field(None, description="a dataset file as bench --dataset reads (JSONL messages/prompt, "
+                                                   "ShareGPT, CSV); default built-in text")
     seed: int = 0
     checkpoint_every: int = Field(25, gt=0)
 
@@ -234,6 +235,35 @@ def with_training_dataset(recipe: Recipe, dataset: str | None) -> Recipe:
     out = recipe.model_copy(update={"speculative": spec.model_copy(update={"train": train})})
     check_draft_option(out)
     return out
+
+
+def with_bench_dataset(recipe: Recipe | None, dataset: str | Path | None) -> Recipe | None:
+    """The recipe a benchmark on `dataset` (`bench --dataset`) serves: a `model: trained`
+    draft with no `speculative.train.dataset` of its own is trained on (and cached for) the
+    benchmarked dataset; an explicit `train.dataset` in the recipe wins (the result notes the
+    difference); any other recipe is returned as it is."""
+    if recipe is None or dataset is None:
+        return recipe
+    spec = recipe.speculative
+    if spec is None or spec.method != "draft_model" or spec.model != TRAINED:
+        return recipe
+    if spec.train is not None and spec.train.dataset is not None:
+        return recipe
+    return with_training_dataset(recipe, str(dataset))
+
+
+def trained_elsewhere_note(recipe: Recipe | None, dataset: str | Path | None) -> str | None:
+    """A note when a trained draft was trained on another file than the benchmarked `dataset`."""
+    if recipe is None or dataset is None or recipe.speculative is None:
+        return None
+    spec = recipe.speculative
+    if spec.method != "draft_model" or spec.model != TRAINED or spec.train is None or spec.train.dataset is None:
+        return None
+    trained, benched = Path(spec.train.dataset).expanduser().resolve(), Path(dataset).expanduser().resolve()
+    if trained == benched:
+        return None
+    return (f"the draft was trained on {trained} (the recipe's speculative.train.dataset), not on the benchmarked "
+            f"dataset {benched}: its acceptance here measures how it carries over to other prompts")
 
 
 class Ngram(SpeculativeMethod):
