@@ -20,7 +20,7 @@ from typing import Any
 
 from . import failures
 from .metrics import RequestSample
-from .sse import StampedStream, read_stamped
+from .sse import StampedStream, decode_turn, read_stamped
 from .workload import Prompt
 
 READ_BUFSIZE = 1 << 22  # 4 MiB: a small buffer makes aiohttp split and re-read long streams
@@ -154,7 +154,8 @@ async def stream_request(session, endpoint: Endpoint, prompt: Prompt, max_tokens
                 return _ended(sample)
             # stamp every chunk as it comes, decode the events once the stream ended
             await read_stamped(endpoint.chunks(resp), stream)
-        chunks, text = _take_events(sample, stream.events, sent)
+        async with decode_turn():
+            chunks, text = _take_events(sample, stream.events, sent)
     except json.JSONDecodeError as exc:  # a line that is no JSON event: not an SSE stream at all
         sample.error_kind = failures.NOT_STREAM
         sample.error = f"its reply is not a stream of JSON events (a line reads {exc.doc[:120]!r})"
