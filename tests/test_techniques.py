@@ -4,10 +4,10 @@ that is really active and lossless on a real vLLM server."""
 from __future__ import annotations
 
 import json
-import urllib.request
 from pathlib import Path
 
 import pytest
+from conftest import greedy_completions
 
 from jupyter_ext.engine import build_server_command, model_folder, server_for_recipe
 from jupyter_ext.errors import RecipeError, StackError, TechniqueUnavailableError
@@ -330,25 +330,8 @@ PROMPTS = [
 ]
 
 
-def _greedy_texts(srv, max_tokens: int = 32) -> list[str]:
-    out = []
-    for p in PROMPTS:
-        body = json.dumps({"model": srv.command.served_model_name, "prompt": p, "max_tokens": max_tokens,
-                           "temperature": 0}).encode()
-        req = urllib.request.Request(srv.base_url + "/v1/completions", body, {"Content-Type": "application/json"})
-        with urllib.request.urlopen(req, timeout=300) as r:
-            out.append(json.load(r)["choices"][0]["text"])
-    return out
-
-
 def _run(recipe_dict: dict) -> tuple[list[str], dict | None]:
-    from jupyter_ext.bench.spec_metrics import scrape_spec_counters
-
-    srv = server_for_recipe(recipe_from_dict(recipe_dict), start_timeout_s=600)
-    with srv.start():
-        texts = _greedy_texts(srv)
-        counters = scrape_spec_counters(srv.base_url)
-    return texts, counters.summary() if counters else None
+    return greedy_completions(recipe_dict, PROMPTS, max_tokens=32)
 
 
 @pytest.mark.vllm
