@@ -123,14 +123,20 @@ def make_app(ttft_ms: float, itl_ms: float, fail_every: int = 0, die_after: int 
     return app
 
 
-def main() -> None:
-    from aiohttp import web
-
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def schedule_arguments(description: str | None) -> argparse.ArgumentParser:
+    """The options every schedule stand-in takes (this one and schedule_server_lean)."""
+    ap = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--ttft-ms", type=float, default=50.0)
     ap.add_argument("--itl-ms", type=float, default=10.0)
+    return ap
+
+
+def main() -> None:
+    from aiohttp import web
+
+    ap = schedule_arguments(__doc__)
     ap.add_argument("--fail-every", type=int, default=0)
     ap.add_argument("--die-after", type=int, default=0)
     ap.add_argument("--prefix-hit-rate", type=float, default=None)

@@ -18,7 +18,6 @@ benchmarks/harness_fidelity.py needs: POST /v1/chat/completions and /v1/completi
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import re
@@ -159,12 +158,9 @@ async def serve(host: str, port: int, schedule: Schedule) -> None:
 
 def main() -> None:
     from .eventloop import precise_loop
+    from .schedule_server import schedule_arguments
 
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--host", default="127.0.0.1")
-    ap.add_argument("--port", type=int, required=True)
-    ap.add_argument("--ttft-ms", type=float, default=50.0)
-    ap.add_argument("--itl-ms", type=float, default=10.0)
+    ap = schedule_arguments(__doc__)
     ap.add_argument("--spin-us", type=float, default=0.0,
                     help="poll instead of sleeping this long before a deadline (a core of its own only)")
     a = ap.parse_args()
