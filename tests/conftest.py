@@ -84,25 +84,31 @@ def vllm_server():
     srv.stop()
 
 
-def greedy_completions(recipe_data: dict, prompts: list[str], max_tokens: int) -> tuple[list[str], dict | None]:
-    """Start the recipe's real vLLM server, get each prompt's greedy completion (temperature 0)
-    and the speculative counters' summary (None without speculation); the server is stopped."""
+def greedy_texts(srv, prompts: list[str], max_tokens: int) -> list[str]:
+    """Each prompt's greedy completion (temperature 0) from a started vLLM server."""
     import json
     import urllib.request
 
+    texts = []
+    for p in prompts:
+        body = json.dumps({"model": srv.command.served_model_name, "prompt": p, "max_tokens": max_tokens,
+                           "temperature": 0}).encode()
+        req = urllib.request.Request(srv.base_url + "/v1/completions", body, {"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=300) as resp:
+            texts.append(json.load(resp)["choices"][0]["text"])
+    return texts
+
+
+def greedy_completions(recipe_data: dict, prompts: list[str], max_tokens: int) -> tuple[list[str], dict | None]:
+    """Start the recipe's real vLLM server, get each prompt's greedy completion (temperature 0)
+    and the speculative counters' summary (None without speculation); the server is stopped."""
     from jupyter_ext.bench.spec_metrics import scrape_spec_counters
     from jupyter_ext.engine import server_for_recipe
     from jupyter_ext.recipes import recipe_from_dict
 
     srv = server_for_recipe(recipe_from_dict(recipe_data), start_timeout_s=600)
-    texts = []
     with srv.start():
-        for p in prompts:
-            body = json.dumps({"model": srv.command.served_model_name, "prompt": p, "max_tokens": max_tokens,
-                               "temperature": 0}).encode()
-            req = urllib.request.Request(srv.base_url + "/v1/completions", body, {"Content-Type": "application/json"})
-            with urllib.request.urlopen(req, timeout=300) as resp:
-                texts.append(json.load(resp)["choices"][0]["text"])
+        texts = greedy_texts(srv, prompts, max_tokens)
         counters = scrape_spec_counters(srv.base_url)
     return texts, counters.summary() if counters else None
 

@@ -67,7 +67,8 @@ def test_a_failing_quantization_leaves_no_checkpoint(tmp_path, monkeypatch):
 def test_vllm_serves_the_checkpoint_where_the_int4_kernel_exists(awq_checkpoint, tmp_path):
     """On an AVX512 host vLLM answers from the int4 checkpoint; elsewhere the recipe is
     refused before a server starts, with the reason."""
-    from test_techniques import _greedy_texts
+    from conftest import greedy_texts
+    from test_techniques import PROMPTS
 
     has_kernel = quantize_mod.probe_int4_kernel(tmp_path)["has_cpu_gemm_wna16"]
     recipe = recipe_from_dict(SMALL_AWQ)
@@ -78,7 +79,7 @@ def test_vllm_serves_the_checkpoint_where_the_int4_kernel_exists(awq_checkpoint,
     srv = server_for_recipe(recipe, start_timeout_s=600)
     assert srv.command.argv[srv.command.argv.index("--model") + 1] == str(awq_checkpoint)
     with srv.start():
-        texts = _greedy_texts(srv, max_tokens=16)
+        texts = greedy_texts(srv, PROMPTS, max_tokens=16)
     assert all(t.strip() for t in texts)
     log = srv.log_path.read_text(errors="replace")
     assert "CPUWNA16LinearKernel" in log  # the int4 kernel ran, not a dequantized fallback
