@@ -210,3 +210,25 @@ def test_bench_panel_runs_cooldown_and_multi_turn(tmp_path, schedule_server_fact
     bench.rate.value = "5"  # multi-turn is a closed loop: the core's error shows, nothing starts
     bench.run.click()
     assert bench.job is finished and "closed loop" in bench.message.text
+
+
+def test_bench_panel_passes_sessions_and_adapters_to_the_core(tmp_path, monkeypatch):
+    """The SageMaker endpoint, sticky sessions and adapter fields reach the core's checks: each
+    mistake shows the core's named error and starts nothing."""
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    bench = BenchmarkPanel(RecipeBuilder(), results_dir=str(tmp_path))
+    small(bench, "http://127.0.0.1:9", levels="1")
+    bench.sessions.value = True  # a URL is one server: sessions mean nothing there
+    bench.run.click()
+    assert bench.job is None and "SessionError: --sessions opens SageMaker sticky sessions" in bench.message.text
+    bench.url.value, bench.sagemaker.value = "", "my-endpoint"  # the SageMaker target, but single turns
+    bench.run.click()
+    assert bench.job is None and "SessionError" in bench.message.text and "single turns" in bench.message.text
+    assert bench._options()["sagemaker_endpoint"] == "my-endpoint" and bench._options()["sessions"] is True
+    bench.sessions.value, bench.sagemaker.value, bench.url.value = False, "", "http://127.0.0.1:9"
+    bench.adapters.value = 2  # the panel's recipe serves no LoRA adapters
+    bench.run.click()
+    assert bench.job is None and "BenchError: --adapters 2" in bench.message.text
+    bench.adapter_skew.value = "zipf:x"
+    bench.run.click()
+    assert bench.job is None and "BenchError" in bench.message.text and "zipf" in bench.message.text

@@ -101,6 +101,15 @@ class BenchmarkPanel(W.VBox):
                               placeholder="empty: the built-in workload; else a .jsonl/.json/.csv file", **wide)
         self.url = W.Text(value="", description="endpoint", placeholder="empty: start vLLM for the recipe",
                           layout=W.Layout(width="600px"), **wide)
+        self.sagemaker = W.Text(value="", description="SageMaker", layout=W.Layout(width="400px"),
+                                placeholder="endpoint name (instead of a URL)", **wide)
+        self.sessions = W.Checkbox(value=False, description="sticky sessions", indent=False,
+                                   tooltip="SageMaker, multi-turn: each conversation in one session "
+                                   "(InvokeEndpoint SessionId=NEW_SESSION, reused, then closed)")
+        self.adapters = W.BoundedIntText(value=0, min=0, max=10000, description="adapters",
+                                         tooltip="N > 0: spread requests over the recipe's first N LoRA adapters", **wide)
+        self.adapter_skew = W.Text(value="uniform", description="adapter skew", placeholder="uniform or zipf:S",
+                                   **wide)
         self.instance = W.Dropdown(options=[i.name for i in catalog.list_instances()], value=instance,
                                    description="price as", **wide)
         self.slo = W.Text(value="", description="SLO", placeholder="e.g. ttft_p99=2s,tpot_p50=50ms (adds goodput)",
@@ -121,11 +130,13 @@ class BenchmarkPanel(W.VBox):
                        (self.url, "jo-url"), (self.concurrency, "jo-concurrency"), (self.rate, "jo-rate"),
                        (self.arrival, "jo-arrival"), (self.sweep, "jo-sweep"), (self.dataset, "jo-dataset"),
                        (self.slo, "jo-slo"), (self.report, "jo-report"), (self.cooldown, "jo-cooldown"),
-                       (self.shape, "jo-shape"), (self.turns, "jo-turns")):
+                       (self.shape, "jo-shape"), (self.turns, "jo-turns"), (self.sagemaker, "jo-sagemaker"),
+                       (self.sessions, "jo-sessions"), (self.adapters, "jo-adapters")):
             w.add_class(cls)
         settings = [W.HBox([self.concurrency, self.prompts]), W.HBox([self.max_tokens, self.input_scale]),
                     W.HBox([self.rate, self.arrival, self.sweep]), W.HBox([self.cooldown, self.shared_prefix]),
-                    W.HBox([self.workload, self.shape, self.turns]), self.dataset, self.url,
+                    W.HBox([self.workload, self.shape, self.turns]), W.HBox([self.adapters, self.adapter_skew]),
+                    self.dataset, self.url, W.HBox([self.sagemaker, self.sessions]),
                     self.instance, self.slo, self.repeats]
         super().__init__([*settings, W.HBox([self.run, self.stop, self.report, self.reason]), self.progress, self.status,
                           self.message, self.table, self.chart], **kwargs)
@@ -167,7 +178,11 @@ class BenchmarkPanel(W.VBox):
                                     workload_shape=self.shape.value, turns=self.turns.value,
                                     shared_prefix=self.shared_prefix.value,
                                     workload=self.workload.value, dataset=self.dataset.value.strip() or None,
-                                    slo=self.slo.value.strip() or None, repeats=self.repeats.value)
+                                    slo=self.slo.value.strip() or None, repeats=self.repeats.value,
+                                    sessions=self.sessions.value, adapters=self.adapters.value or None,
+                                    adapter_skew=self.adapter_skew.value.strip() or "uniform")
+        if self.sagemaker.value.strip():
+            opts["sagemaker_endpoint"] = self.sagemaker.value.strip()
         if self.results_dir:
             opts["results_dir"] = self.results_dir
         return opts
