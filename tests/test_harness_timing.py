@@ -63,6 +63,18 @@ def test_done_split_over_two_chunks_still_stops_the_read():
     assert st.done and time.perf_counter() - t < 5 and len(st.events) == 1
 
 
+def test_done_cut_into_tiny_chunks_stops_the_read_without_decoding():
+    async def endless():
+        for part in (b'data: {"choices": [{"text": "a"}]}\n', b"\nd", b"ata", b": [D", b"ON", b"E]\n\n"):
+            yield part
+        await asyncio.sleep(30)  # a server that keeps the stream open after [DONE]
+        yield b""
+
+    st = asyncio.run(asyncio.wait_for(read_stamped(endless(), StampedStream(), decode=False), 5))
+    assert len(st.chunks) == 6 and st.events == []  # stopped at the [DONE] line, nothing decoded yet
+    assert [e["choices"][0]["text"] for _, e in st.parse(final=True)] == ["a"] and st.done
+
+
 def test_a_stream_without_done_or_final_newline_is_read_to_its_end():
     st = _read([b'data: {"choices": [{"text": "a"}]}\n\n', b'data: {"choices": [{"text": "b"}]}'])
     assert [e["choices"][0]["text"] for _, e in st.events] == ["a", "b"] and not st.done

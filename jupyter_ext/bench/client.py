@@ -120,6 +120,51 @@ def _content_of(event: dict) -> str:
     return c.get("text") or ""
 
 
+class Reply:
+    """A request whose stream was read: `sample` is final when the request failed before its
+    events needed decoding; otherwise `finish()` decodes them (one `decode_turn`) and fills
+    in the sample's times, text and token counts. Split so a closed-loop user sends its next
+    request before its last reply is decoded, as a real client would (no client work sits
+    between one reply's end and the next request)."""
+
+    def __init__(self, sample: RequestSample, stream: StampedStream | None = None, sent: float = 0.0) -> None:
+        self.sample, self.stream, self.sent = sample, stream, sent
+
+    @property
+    def final(self) -> bool:
+        return self.stream is None
+
+    async def finish(self) -> RequestSample:
+        if self.stream is None:
+            return self.sample
+        sample, stream, sent = self.sample, self.stream, self.sent
+        self.stream = None
+        try:
+            async with decode_turn():
+                stream.parse(final=True)
+                chunks, text = _take_events(sample, stream.events, sent)
+        except json.JSONDecodeError as exc:  # a line that is no JSON event: not an SSE stream at all
+            sample.error_kind = failures.NOT_STREAM
+            sample.error = f"its reply is not a stream of JSON events (a line reads {exc.doc[:120]!r})"
+            sample.chunk_times_s = _partial_times(sample, stream, sent)
+            return _ended(sample)
+        except Exception as exc:  # noqa: BLE001 - an error event from the server ended the reply
+            sample.error_kind, sample.error = failures.describe_exception(exc)
+            sample.chunk_times_s = _partial_times(sample, stream, sent)
+            return _ended(sample)
+        if not chunks:
+            sample.error_kind, sample.error = failures.EMPTY, "the stream ended without any content"
+            return _ended(sample)
+        sample.ok = True
+        sample.chunk_times_s = chunks
+        sample.ttft_s = chunks[0]
+        sample.e2el_s = chunks[-1]
+        sample.text = "".join(text)
+        if sample.output_tokens is None:  # fallback, flagged by usage_from_server=False
+            sample.output_tokens = len(chunks)
+        return _ended(sample)
+
+
 async def stream_request(session, endpoint: Endpoint, prompt: Prompt, max_tokens: int,
                          due_at: float | None = None, session_id: str | None = None,
                          payload: bytes | None = None) -> RequestSample:
@@ -127,6 +172,15 @@ async def stream_request(session, endpoint: Endpoint, prompt: Prompt, max_tokens
     every content event. Never raises for a failed request: the failure is recorded in the
     sample so a sweep can count it. `payload` is the request body built beforehand
     (`Endpoint.payload`), so sending it encodes nothing."""
+    reply = await stream_reply(session, endpoint, prompt, max_tokens, due_at, session_id, payload)
+    return await reply.finish()
+
+
+async def stream_reply(session, endpoint: Endpoint, prompt: Prompt, max_tokens: int,
+                       due_at: float | None = None, session_id: str | None = None,
+                       payload: bytes | None = None) -> Reply:
+    """`stream_request` up to the end of the stream: its chunks read and stamped, nothing
+    decoded yet (`Reply.finish` does that). The sample's `finished_at` is the stream's end."""
     # Encode (and sign) before the clock starts: that work is the client's, not the server's.
     if payload is None:
         payload = endpoint.payload(prompt, max_tokens)
@@ -146,36 +200,20 @@ async def stream_request(session, endpoint: Endpoint, prompt: Prompt, max_tokens
                 sample.sent_at = sent = written
             if resp.status != 200:
                 sample.error_kind, sample.error = failures.http_error(resp.status, await resp.text())
-                return _ended(sample)
+                return Reply(_ended(sample))
             if endpoint.transport is None and resp.content_type == "application/json":
                 # One JSON body: the server ignored `stream: true` (or is not an OpenAI server).
                 sample.error_kind = failures.NOT_STREAM
                 sample.error = f"it answered {resp.content_type}, not text/event-stream: {(await resp.text())[:200]}"
-                return _ended(sample)
-            # stamp every chunk as it comes, decode the events once the stream ended
-            await read_stamped(endpoint.chunks(resp), stream)
-        async with decode_turn():
-            chunks, text = _take_events(sample, stream.events, sent)
-    except json.JSONDecodeError as exc:  # a line that is no JSON event: not an SSE stream at all
-        sample.error_kind = failures.NOT_STREAM
-        sample.error = f"its reply is not a stream of JSON events (a line reads {exc.doc[:120]!r})"
-        sample.chunk_times_s = _partial_times(sample, stream, sent)
-        return _ended(sample)
+                return Reply(_ended(sample))
+            # stamp every chunk as it comes; its events are decoded in Reply.finish
+            await read_stamped(endpoint.chunks(resp), stream, decode=False)
     except Exception as exc:  # noqa: BLE001 - recorded, counted as failed, shown in the result
         sample.error_kind, sample.error = failures.describe_exception(exc)
         sample.chunk_times_s = _partial_times(sample, stream, sent)
-        return _ended(sample)
-    if not chunks:
-        sample.error_kind, sample.error = failures.EMPTY, "the stream ended without any content"
-        return _ended(sample)
-    sample.ok = True
-    sample.chunk_times_s = chunks
-    sample.ttft_s = chunks[0]
-    sample.e2el_s = chunks[-1]
-    sample.text = "".join(text)
-    if sample.output_tokens is None:  # fallback, flagged by usage_from_server=False
-        sample.output_tokens = len(chunks)
-    return _ended(sample)
+        return Reply(_ended(sample))
+    sample.finished_at = time.perf_counter()
+    return Reply(sample, stream, sent)
 
 
 def _take_events(sample: RequestSample, events: list[tuple[float, dict]], sent: float,
@@ -215,5 +253,6 @@ def _partial_times(sample: RequestSample, stream: StampedStream, sent: float) ->
 
 
 def _ended(sample: RequestSample) -> RequestSample:
-    sample.finished_at = time.perf_counter()
+    """The sample, its `finished_at` stamped unless the stream's end already was."""
+    sample.finished_at = sample.finished_at or time.perf_counter()
     return sample

@@ -22,11 +22,11 @@ import logging
 import random
 import threading
 import time
-from typing import Callable
+from typing import Awaitable, Callable
 
 from ..errors import BenchError, OptimizeError
 from . import failures
-from .client import Endpoint, new_session, stream_request
+from .client import Endpoint, new_session, stream_reply, stream_request
 from .metrics import RequestSample
 from .workload import Turn, Workload
 
@@ -76,18 +76,27 @@ def first_bodies(endpoint: Endpoint, workload: Workload, items: list[int], max_t
 
 async def _conversation(session, endpoint: Endpoint, workload: Workload, i: int, max_tokens: int | None,
                         guard: Guard, record: Record, due_at: float | None = None, bodies: Bodies | None = None,
-                        ) -> None:
+                        ) -> "Awaitable[None] | None":
     """Send prompt i (its body from `bodies` when built beforehand), then its follow-up turns
     (if any), each after the previous reply; each asks for `max_tokens`, or (None) the
     prompt's own output length (a dataset row's) or the workload's. With `endpoint.sessions`,
     a multi-turn conversation opens a sticky session first, sends every turn in it and closes
     it after the last (open and close are blocking calls, run on a worker thread; neither is
-    inside any turn's timing, both are inside the level's wall time, as for a real client)."""
+    inside any turn's timing, both are inside the level's wall time, as for a real client).
+    A single request returns once its stream was read, with what is left to do (decode and
+    record it) as an awaitable the caller runs after sending its next request (None for a
+    conversation, which needs each reply's text for its next turn)."""
     prompt = workload.prompts[i % len(workload)]
     max_tokens = max_tokens or workload.tokens_for(prompt)
     follow = workload.followups[i % len(workload)] if workload.followups else []
     body = (bodies or {}).pop(i, None)
-    sessions = endpoint.sessions if follow else None
+    if not follow:
+        reply = await stream_reply(session, endpoint, prompt, max_tokens, due_at, payload=body)
+        if reply.final:  # failed before any decoding: recorded now, so a fatal error halts at once
+            record(reply.sample)
+            return None
+        return _record_decoded(reply, record)
+    sessions = endpoint.sessions
     sid = None
     if sessions is not None:
         try:
@@ -125,6 +134,10 @@ async def _turns(session, endpoint: Endpoint, prompt, follow: list[str], max_tok
         history = history + [{"role": "user", "content": question}]
 
 
+async def _record_decoded(reply, record: Record) -> None:
+    record(await reply.finish())
+
+
 def _not_sent(prompt, first: int, last: int, record: Record, why: str, kind: str = failures.NOT_SENT) -> None:
     """Count turns `first`..`last` of a conversation as failed without sending them."""
     for t in range(first, last + 1):
@@ -136,12 +149,19 @@ async def closed_loop(session, endpoint: Endpoint, workload: Workload, items: li
                       max_tokens: int | None, guard: Guard, record: Record) -> None:
     queue = list(reversed(items))
     bodies = first_bodies(endpoint, workload, items, max_tokens)
+    decoding: list[asyncio.Future] = []
 
     async def worker() -> None:
         while queue and not guard.halted:
-            await _conversation(session, endpoint, workload, queue.pop(), max_tokens, guard, record, bodies=bodies)
+            rest = await _conversation(session, endpoint, workload, queue.pop(), max_tokens, guard, record,
+                                       bodies=bodies)
+            if rest is not None:  # decoded while this user's next request is on its way
+                decoding.append(asyncio.ensure_future(rest))
 
-    await asyncio.gather(*(worker() for _ in range(min(c, len(items)))))
+    try:
+        await asyncio.gather(*(worker() for _ in range(min(c, len(items)))))
+    finally:
+        await asyncio.gather(*decoding)
 
 
 def arrival_gaps(rate: float, arrival: str, n: int, seed: int) -> list[float]:
@@ -161,11 +181,14 @@ async def open_loop(session, endpoint: Endpoint, workload: Workload, items: list
 
     async def one(i: int, due_at: float) -> None:
         await asyncio.sleep(max(0.0, due_at - time.perf_counter()))
+        rest = None
         async with slots:
             if guard.halted:
                 return
             sending.add(asyncio.current_task())
-            await _conversation(session, endpoint, workload, i, max_tokens, guard, record, due_at, bodies)
+            rest = await _conversation(session, endpoint, workload, i, max_tokens, guard, record, due_at, bodies)
+        if rest is not None:  # the slot is free for the next arrival first
+            await rest
 
     due, tasks = 0.0, []
     for i, gap in zip(items, arrival_gaps(rate, arrival, len(items), seed)):

@@ -12,8 +12,9 @@ several `data:` lines, so lines are not joined as the SSE specification would. A
 not JSON raises `json.JSONDecodeError` (its `.doc` is the line): the caller names the error.
 
 `read_stamped` is the benchmark client's reader: it only stamps each chunk with the clock as
-it arrives and keeps it, and decodes events after the stream ended (or where a chunk may hold
-`[DONE]`), each event timed by the chunk that completed its line. The work per chunk while
+it arrives and keeps it, stops at the `data: [DONE]` line (found in the bytes, without
+decoding), and decodes events after the stream ended, each event timed by the chunk that
+completed its line. The work per chunk while
 hundreds of streams are open is then one clock read and two appends, so a chunk that arrives
 while the client handles another waits microseconds, not a JSON decode per earlier chunk.
 The decodes themselves take turns (`decode_turn`): one reply per pass of the event loop, with
@@ -159,23 +160,35 @@ class decode_turn:
         self._lock.release()
 
 
-async def read_stamped(chunks: AsyncIterable[bytes], into: StampedStream) -> StampedStream:
+_DONE_LINES = (b"\ndata: [DONE]", b"\ndata:[DONE]", b"\rdata: [DONE]", b"\rdata:[DONE]")
+
+
+def _ends_stream(tail: bytes, chunk: bytes) -> bool:
+    """Whether a `data: [DONE]` line starts in `chunk` (`tail`: the bytes before it). Exact
+    without decoding: JSON strings hold no raw line breaks, so a reply's text that contains
+    `data: [DONE]` never has it at the start of a line."""
+    if _DONE_BYTES not in chunk and _DONE_BYTES not in tail[-6:] + chunk[:6]:
+        return False
+    window = tail + chunk
+    return any(line in window for line in _DONE_LINES)
+
+
+async def read_stamped(chunks: AsyncIterable[bytes], into: StampedStream, decode: bool = True) -> StampedStream:
     """Read a byte stream into `into`, stamping each chunk with time.perf_counter() the moment
-    it is read; decode its events at the end. It stops at `[DONE]` (as `aiter_sse`), which is
-    looked for in the bytes and confirmed by decoding: a reply's text may contain `[DONE]`."""
+    it is read, until a `data: [DONE]` line (as `aiter_sse`) or the stream's end. With
+    `decode` its events are decoded then, in a `decode_turn`; without, the caller decodes
+    later with `into.parse(final=True)` (the client does, after its next request is sent)."""
     stamp, times, kept = time.perf_counter, into.times, into.chunks
-    last = b""
+    tail = b"\n"  # the stream's start is a line's start
     async for chunk in chunks:
         times.append(stamp())
         kept.append(chunk)
-        if _DONE_BYTES in chunk or (last and _DONE_BYTES in last[-6:] + chunk[:6]):
-            async with decode_turn():
-                into.parse()
-            if into.done:
-                return into
-        last = chunk
-    async with decode_turn():
-        into.parse(final=True)
+        if _ends_stream(tail, chunk):
+            break
+        tail = (tail + chunk)[-16:] if len(chunk) < 16 else chunk[-16:]
+    if decode:
+        async with decode_turn():
+            into.parse(final=True)
     return into
 
 
