@@ -132,7 +132,9 @@ def test_prepare_trains_a_tiny_head_and_the_second_call_is_a_cache_hit(target, c
     monkeypatch.setattr(model_files, "model_folder", lambda model_id: target)
     recipe = recipe_from_dict({"name": "tiny-eagle", "speculative": {"method": "eagle_head", "num_tokens": 3,
                                                                      "train": TINY}})
-    head = Path(run.prepare(recipe, warm=False).artifacts["draft_path"])
+    report = run.prepare(recipe, warm=False)
+    head = Path(report.artifacts["draft_path"])
+    assert any(n.startswith("EAGLE head: 1 layer") for n in report.notes), report.notes
     meta = read_marker(head)
     assert meta["kind"] == "eagle-head" and meta["training"]["steps"] == 3
     assert 0 <= meta["training"]["acceptance"]["rate"] <= 1 and meta["training"]["acceptance"]["proposed"] > 0
