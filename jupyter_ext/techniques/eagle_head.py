@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 
 class EagleHeadTraining(Strict):
-    """How `prepare` trains the head (defaults: about 10 minutes on 2 CPU cores)."""
+    """How `prepare` trains the head (defaults not yet timed on the 2-core host)."""
 
     steps: int = Field(300, gt=0)
     lr: float = Field(5e-4, gt=0)
