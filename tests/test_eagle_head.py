@@ -157,7 +157,7 @@ def test_an_interrupted_training_resumes_from_its_checkpoint(target, cache, teac
 
     with pytest.raises(KeyboardInterrupt):
         trained_eagle_head(target, settings, 3, cache, on_step=interrupt_at_2)
-    [checkpoint] = (cache / "drafts").glob(".eagle-*.work/checkpoint.pt")
+    [checkpoint] = (cache / "drafts").glob(".*-eagle-*.work/checkpoint.pt")
     assert torch.load(checkpoint, weights_only=True)["state"]["step"] == 2
     seen: list[int] = []
     head = trained_eagle_head(target, settings, 3, cache, on_step=seen.append)
