@@ -164,18 +164,3 @@ def test_an_interrupted_training_resumes_from_its_checkpoint(target, cache, teac
     assert seen == [2, 3]
     assert read_marker(head)["training"]["resumed_from"] == 2
     assert not checkpoint.parent.exists()
-
-
-@pytest.mark.vllm
-@pytest.mark.slow
-def test_vllm_serves_the_eagle_head_and_greedy_outputs_equal_the_baseline():
-    """vLLM CPU loads the trained head with method eagle, proposes tokens with it, and in fp32
-    the greedy texts equal the baseline's."""
-    engine = {"max_model_len": 1024, "enforce_eager": True, "dtype": "float32"}
-    prompts = ["The quick brown fox jumps over the lazy dog. The quick brown fox",
-               "def fibonacci(n):\n    if n < 2:\n        return n\n    return"]
-    base, _ = greedy_completions({"name": "eagle-base", "engine": engine}, prompts, 24)
-    spec = {"method": "eagle_head", "num_tokens": 3, "train": TINY}
-    texts, stats = greedy_completions({"name": "eagle-head", "engine": engine, "speculative": spec}, prompts, 24)
-    assert stats and stats["active"] and stats["draft_tokens"] > 0, stats
-    assert texts == base
