@@ -99,15 +99,20 @@ def timed_start(recipe: Recipe, artifacts: Artifacts, start_timeout_s: float = D
 
 
 def draft_notes(draft_path: str | None) -> list[str]:
-    """What a trained draft's marker says about its training (nothing for other drafts)."""
+    """What a trained draft's or EAGLE head's marker says about its training (nothing for
+    other drafts)."""
     if not draft_path or not is_built(Path(draft_path)):
         return []
     meta = read_marker(Path(draft_path))
-    if meta.get("kind") != "trained-draft":
+    if meta.get("kind") == "trained-draft":
+        what = f"trained draft: {meta['settings']['layers']} layers"
+    elif meta.get("kind") == "eagle-head":
+        what = "EAGLE head: 1 layer"
+    else:
         return []
     tr, acc = meta["training"], meta["training"]["acceptance"]
-    return [f"trained draft: {meta['settings']['layers']} layers on {meta['dataset']} ({tr['train_prompts']} prompts), "
-            f"{tr['steps']} steps, final KL {tr['final_loss']:.3f}, held-out acceptance at k={acc['k']}: "
+    return [f"{what} on {meta['dataset']} ({tr['train_prompts']} prompts), "
+            f"{tr['steps']} steps, final loss {tr['final_loss']:.3f}, held-out acceptance at k={acc['k']}: "
             f"{acc['rate']:.3f} ({acc['tokens_per_step']:.2f} tokens per target step; "
             f"{tr.get('train_acceptance', float('nan')):.3f} on training prompts)"]
 

@@ -85,10 +85,11 @@ def prepare_artifacts(recipe: Recipe, model_path: str | None = None, check_host:
 
 
 # Modules of this package that define no technique: the registry itself, the AWQ child-process
-# entry, the AWQ quality evaluation, the LoRA fine-tune behind made adapters, and the draft
-# training (data and loop) speculative.py calls. (The `prepare` verb's warm start, which starts
-# a server, is engine/prepare.py.)
-_NOT_TECHNIQUE_MODULES = frozenset({"registry", "awq_run", "quantize_eval", "adapter_train", "draft_data", "draft_train"})
+# entry, the AWQ quality evaluation, the LoRA fine-tune behind made adapters, the draft
+# training (data and loop) speculative.py calls and the EAGLE head training eagle_head.py
+# calls. (The `prepare` verb's warm start, which starts a server, is engine/prepare.py.)
+_NOT_TECHNIQUE_MODULES = frozenset({"registry", "awq_run", "quantize_eval", "adapter_train", "draft_data", "draft_train",
+                                    "eagle_train"})
 
 
 def _discover() -> None:
