@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from conftest import greedy_completions
 from jupyter_ext.errors import RecipeError
 from jupyter_ext.recipes import load_recipe, recipe_from_dict
 from jupyter_ext.store.artifacts import read_marker
