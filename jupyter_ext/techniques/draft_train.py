@@ -170,44 +170,51 @@ class TrainState:
     resumed_from: int | None = None
 
 
-def _save_checkpoint(path: Path, draft: Any, opt: Any, state: TrainState) -> None:
+def _save_checkpoint(path: Path, model: Any, opt: Any, state: TrainState, frozen: tuple[str, ...] = ()) -> None:
     import torch
 
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.partial-{os.getpid()}")
-    trained = {k: v for k, v in draft.state_dict().items() if k not in FROZEN}
+    trained = {k: v for k, v in model.state_dict().items() if k not in frozen}
     torch.save({"model": trained, "optimizer": opt.state_dict(), "state": asdict(state)}, tmp)
     os.replace(tmp, path)
 
 
-def train(draft: Any, samples: list[dict], settings: dict, checkpoint: Path,
-          on_step: Callable[[int], None] | None = None) -> TrainState:
-    """Distil into `draft` for settings['steps'] steps, continuing from `checkpoint` if present."""
+StepLoss = Callable[[list[int], Any], tuple[Any, dict[str, float]]]
+
+
+def resumable_training(model: Any, params: list[Any], n_samples: int, settings: dict, checkpoint: Path,
+                       step_loss: StepLoss, what: str, frozen: tuple[str, ...] = (),
+                       on_step: Callable[[int], None] | None = None) -> TrainState:
+    """AdamW on `params` for settings['steps'] steps of `step_loss(batch indices, generator)`
+    -> (loss, figures for the bar), continuing from `checkpoint` if present; the batches are
+    seeded by step, so a resumed run draws the same ones. A checkpoint (without the `frozen`
+    tensors) every settings['checkpoint_every'] steps and on Ctrl-C, which then propagates.
+    Shared by the trained draft and the EAGLE head."""
     import torch
     from tqdm.auto import tqdm
 
-    params = [p for p in draft.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=settings["lr"], weight_decay=0.0)
     state = TrainState()
     if checkpoint.is_file():
         saved = torch.load(checkpoint, weights_only=True, map_location="cpu")
-        draft.load_state_dict(saved["model"], strict=False)
+        model.load_state_dict(saved["model"], strict=not frozen)
         opt.load_state_dict(saved["optimizer"])
         state = TrainState(**saved["state"])
         state.resumed_from = state.step
     steps, every = settings["steps"], settings["checkpoint_every"]
-    draft.train()
-    bar = tqdm(total=steps, initial=state.step, desc="training draft", unit="step", leave=False)
+    model.train()
+    bar = tqdm(total=steps, initial=state.step, desc=f"training {what}", unit="step", leave=False)
     try:
         while state.step < steps:
             if on_step is not None:
                 on_step(state.step)
             t = time.monotonic()
             gen = torch.Generator().manual_seed(settings["seed"] * 1_000_003 + state.step)  # same batches on resume
-            idx = torch.randint(len(samples), (settings["batch_size"],), generator=gen).tolist()
+            idx = torch.randint(n_samples, (settings["batch_size"],), generator=gen).tolist()
             for group in opt.param_groups:
                 group["lr"] = learning_rate(state.step, steps, settings["lr"])
-            loss = distillation_loss(draft, samples, idx, gen)
+            loss, figures = step_loss(idx, gen)
             opt.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -216,17 +223,28 @@ def train(draft: Any, samples: list[dict], settings: dict, checkpoint: Path,
             state.losses.append(loss.item())
             state.seconds += time.monotonic() - t
             bar.update(1)
-            bar.set_postfix(kl=f"{state.losses[-1]:.3f}")
+            bar.set_postfix({k: f"{v:.3f}" for k, v in figures.items()})
             if state.step % every == 0 and state.step < steps:
-                _save_checkpoint(checkpoint, draft, opt, state)
+                _save_checkpoint(checkpoint, model, opt, state, frozen)
     except KeyboardInterrupt:
-        _save_checkpoint(checkpoint, draft, opt, state)
+        _save_checkpoint(checkpoint, model, opt, state, frozen)
         bar.close()
-        tqdm.write(f"draft training interrupted after step {state.step} of {steps}; checkpoint saved in "
+        tqdm.write(f"{what} training interrupted after step {state.step} of {steps}; checkpoint saved in "
                    f"{checkpoint}; run the same prepare again to continue from it")
         raise
     bar.close()
     return state
+
+
+def train(draft: Any, samples: list[dict], settings: dict, checkpoint: Path,
+          on_step: Callable[[int], None] | None = None) -> TrainState:
+    """Distil into `draft` for settings['steps'] steps, continuing from `checkpoint` if present."""
+    def step_loss(idx: list[int], gen: Any) -> tuple[Any, dict[str, float]]:
+        loss = distillation_loss(draft, samples, idx, gen)
+        return loss, {"kl": loss.item()}
+
+    params = [p for p in draft.parameters() if p.requires_grad]
+    return resumable_training(draft, params, len(samples), settings, checkpoint, step_loss, "draft", FROZEN, on_step)
 
 
 def training_key(settings: dict, dataset: str | None) -> str:

@@ -24,13 +24,12 @@ import json
 import os
 import shutil
 import time
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable
 
 from ..store.artifacts import artifact_dir, building, is_built, model_hash, options_key
 from .draft_data import BATCH, TOP_K, dataset_id, teacher_set, train_device
-from .draft_train import CONTEXT_POSITIONS, Acceptance, TrainState, accepted_run, learning_rate, teacher_file
+from .draft_train import CONTEXT_POSITIONS, Acceptance, TrainState, accepted_run, resumable_training, teacher_file
 
 
 def _torch():
@@ -257,62 +256,16 @@ def eagle_acceptance(head: Any, samples: list[dict], feats: list[Any], k: int) -
                       len(samples))
 
 
-def _save_checkpoint(path: Path, head: Any, opt: Any, state: TrainState) -> None:
-    torch = _torch()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.partial-{os.getpid()}")
-    torch.save({"model": head.state_dict(), "optimizer": opt.state_dict(), "state": asdict(state)}, tmp)
-    os.replace(tmp, path)
-
-
 def train_head(head: Any, samples: list[dict], feats: list[Any], settings: dict, checkpoint: Path,
                on_step: Callable[[int], None] | None = None) -> TrainState:
     """Train `head` for settings['steps'] steps, continuing from `checkpoint` if present;
-    Ctrl-C saves a checkpoint and propagates."""
-    torch = _torch()
-    from tqdm.auto import tqdm
+    Ctrl-C saves a checkpoint and propagates (draft_train.resumable_training)."""
+    def step_loss(idx: list[int], gen: Any) -> tuple[Any, dict[str, float]]:
+        loss, kl, feat = eagle_loss(head, samples, feats, idx, gen, settings["feature_weight"])
+        return loss, {"loss": loss.item(), "kl": kl, "feat": feat}
 
-    params = list(head.parameters())
-    opt = torch.optim.AdamW(params, lr=settings["lr"], weight_decay=0.0)
-    state = TrainState()
-    if checkpoint.is_file():
-        saved = torch.load(checkpoint, weights_only=True, map_location="cpu")
-        head.load_state_dict(saved["model"])
-        opt.load_state_dict(saved["optimizer"])
-        state = TrainState(**saved["state"])
-        state.resumed_from = state.step
-    steps, every = settings["steps"], settings["checkpoint_every"]
-    head.train()
-    bar = tqdm(total=steps, initial=state.step, desc="training EAGLE head", unit="step", leave=False)
-    try:
-        while state.step < steps:
-            if on_step is not None:
-                on_step(state.step)
-            t = time.monotonic()
-            gen = torch.Generator().manual_seed(settings["seed"] * 1_000_003 + state.step)  # same batches on resume
-            idx = torch.randint(len(samples), (settings["batch_size"],), generator=gen).tolist()
-            for group in opt.param_groups:
-                group["lr"] = learning_rate(state.step, steps, settings["lr"])
-            loss, kl, feat = eagle_loss(head, samples, feats, idx, gen, settings["feature_weight"])
-            opt.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            opt.step()
-            state.step += 1
-            state.losses.append(loss.item())
-            state.seconds += time.monotonic() - t
-            bar.update(1)
-            bar.set_postfix(loss=f"{loss.item():.3f}", kl=f"{kl:.3f}", feat=f"{feat:.3f}")
-            if state.step % every == 0 and state.step < steps:
-                _save_checkpoint(checkpoint, head, opt, state)
-    except KeyboardInterrupt:
-        _save_checkpoint(checkpoint, head, opt, state)
-        bar.close()
-        tqdm.write(f"EAGLE head training interrupted after step {state.step} of {steps}; checkpoint saved in "
-                   f"{checkpoint}; run the same prepare again to continue from it")
-        raise
-    bar.close()
-    return state
+    return resumable_training(head, list(head.parameters()), len(samples), settings, checkpoint, step_loss,
+                              "EAGLE head", on_step=on_step)
 
 
 def save_head(head: Any, target: Path, folder: Path) -> None:
