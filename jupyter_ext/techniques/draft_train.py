@@ -282,15 +282,8 @@ def trained_draft(target: Path, settings: dict, k: int, cache_dir: Path,
     acc = heldout_acceptance(draft, samples["heldout"], k)
     # the same measure on as many training prompts: far above the held-out figure = too few prompts
     seen = heldout_acceptance(draft, samples["train"][:len(samples["heldout"])], k)
-    window = state.losses[-10:]
-    report = {"kind": "trained-draft", "target": str(target), "target_hash": model_hash(target),
-              "dataset": dataset or "builtin", "dataset_id": dataset_id(dataset), "settings": settings,
-              "layers_from_target": kept_layers(_target_layers(target), settings["layers"]),
-              "training": {"steps": state.step, "first_loss": state.losses[0] if state.losses else None,
-                           "final_loss": sum(window) / len(window) if window else None,
-                           "train_seconds": state.seconds, "teacher_seconds": teacher_s,
-                           "resumed_from": state.resumed_from, "train_prompts": len(samples["train"]),
-                           "acceptance": acc.to_dict(), "train_acceptance": seen.rate}}
+    report = training_report("trained-draft", target, dataset, settings, state, teacher_s, len(samples["train"]),
+                             acc, seen.rate, layers_from_target=kept_layers(_target_layers(target), settings["layers"]))
     tqdm.write(f"draft for {target.name}: {settings['layers']} layers, held-out acceptance at k={k}: "
                f"{acc.rate:.3f} ({acc.tokens_per_step:.2f} tokens per target step, {acc.prompts} prompts; "
                f"{seen.rate:.3f} on as many training prompts)")
@@ -302,6 +295,21 @@ def trained_draft(target: Path, settings: dict, k: int, cache_dir: Path,
         (tmp / "training.json").write_text(json.dumps(report, indent=1, default=str))
     shutil.rmtree(work, ignore_errors=True)
     return final
+
+
+def training_report(kind: str, target: Path, dataset: str | None, settings: dict, state: TrainState,
+                    teacher_s: float, train_prompts: int, acc: Acceptance, train_acceptance: float,
+                    **extra: Any) -> dict:
+    """The marker's record of a trained artifact (a draft or an EAGLE head): what it was
+    trained for and on, and how the training went, held-out acceptance included."""
+    window = state.losses[-10:]
+    return {"kind": kind, "target": str(target), "target_hash": model_hash(target),
+            "dataset": dataset or "builtin", "dataset_id": dataset_id(dataset), "settings": settings, **extra,
+            "training": {"steps": state.step, "first_loss": state.losses[0] if state.losses else None,
+                         "final_loss": sum(window) / len(window) if window else None,
+                         "train_seconds": state.seconds, "teacher_seconds": teacher_s,
+                         "resumed_from": state.resumed_from, "train_prompts": train_prompts,
+                         "acceptance": acc.to_dict(), "train_acceptance": train_acceptance}}
 
 
 def _target_layers(target: Path) -> int:

@@ -27,9 +27,10 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from ..store.artifacts import artifact_dir, building, is_built, model_hash, options_key
+from ..store.artifacts import artifact_dir, building, is_built, options_key
 from .draft_data import BATCH, TOP_K, dataset_id, teacher_set, train_device
-from .draft_train import CONTEXT_POSITIONS, Acceptance, TrainState, accepted_run, resumable_training, teacher_file
+from .draft_train import (CONTEXT_POSITIONS, Acceptance, TrainState, accepted_run, resumable_training, teacher_file,
+                          training_report)
 
 
 def _torch():
@@ -309,14 +310,8 @@ def trained_eagle_head(target: Path, settings: dict, k: int, cache_dir: Path,
     acc = eagle_acceptance(head, samples["heldout"], feats["heldout"], k)
     n = len(samples["heldout"])
     seen = eagle_acceptance(head, samples["train"][:n], feats["train"][:n], k)
-    window = state.losses[-10:]
-    report = {"kind": "eagle-head", "target": str(target), "target_hash": model_hash(target),
-              "dataset": dataset or "builtin", "dataset_id": dataset_id(dataset), "settings": settings,
-              "training": {"steps": state.step, "first_loss": state.losses[0] if state.losses else None,
-                           "final_loss": sum(window) / len(window) if window else None,
-                           "train_seconds": state.seconds, "teacher_seconds": teacher_s,
-                           "resumed_from": state.resumed_from, "train_prompts": len(samples["train"]),
-                           "acceptance": acc.to_dict(), "train_acceptance": seen.rate}}
+    report = training_report("eagle-head", target, dataset, settings, state, teacher_s, len(samples["train"]), acc,
+                             seen.rate)
     tqdm.write(f"EAGLE head for {target.name}: held-out acceptance at k={k}: {acc.rate:.3f} "
                f"({acc.tokens_per_step:.2f} tokens per target step, {acc.prompts} prompts; "
                f"{seen.rate:.3f} on as many training prompts; trained {state.seconds:.0f} s)")
