@@ -29,7 +29,7 @@ ANCHORS formula with the mean number of requests in flight as its concurrency (L
 req/s x mean E2E; for a single endpoint R/N x its mean E2E).
 
     python benchmarks/adapters.py                       # 8 adapters, C = 8, 64 prompts
-    python benchmarks/adapters.py --rate 0.25 --prompts 48   # open loop, 0.25 req/s in all
+    python benchmarks/adapters.py --rate 0.02 --prompts 24   # open loop, 0.02 req/s in all (under capacity)
     python benchmarks/adapters.py --quick               # 2 adapters, a few short prompts: checks the script
 JSON goes to benchmarks/results/adapters.json (--out); the markdown table is printed.
 """
@@ -71,13 +71,10 @@ def _pooled(results) -> dict:
             "e2e_p50_s": q(e2e, 50), "e2e_p99_s": q(e2e, 99)}
 
 
-def _blended(result, usd_per_hour: float, concurrency: float | None, discount: float) -> float:
-    """ANCHORS blended $/1M on the level's p50 TPOT; concurrency None (open loop): the mean in
-    flight, by Little's law (achieved req/s x mean E2E)."""
-    m = result.levels[0].metrics
-    if concurrency is None:
-        concurrency = _in_flight(result)
-    return blended_price(usd_per_hour, m.tpot.p50, concurrency, discount).blended_usd_per_1M
+def _blended(result, usd_per_hour: float, concurrency: float, discount: float) -> float:
+    """ANCHORS blended $/1M on the level's p50 TPOT at `concurrency` (open loop: the mean in
+    flight, by Little's law)."""
+    return blended_price(usd_per_hour, result.levels[0].metrics.tpot.p50, concurrency, discount).blended_usd_per_1M
 
 
 def _mean_e2e(result) -> float:
@@ -110,7 +107,7 @@ def run(n: int, concurrency: int, prompts: int, max_tokens: int, input_scale: fl
                                      num_prompts=share_p, adapters=1, **common))
         print(f"single {f}: {singles[-1].rows()[0]['out tok/s']:.1f} out tok/s", flush=True)
     multi_fig = {**_pooled([multi]), "out_tok_s": multi.levels[0].metrics.output_throughput,
-                 "blended_usd_per_1M": _blended(multi, usd_h, None if rate else concurrency, discount),
+                 "blended_usd_per_1M": _blended(multi, usd_h, _in_flight(multi) if rate else concurrency, discount),
                  "instances": 1, "usd_per_hour_per_adapter": usd_h / n, "req_s": multi.levels[0].metrics.request_throughput,
                  "mean_in_flight": _in_flight(multi), "per_adapter": multi.levels[0].per_adapter, "wall_s": multi_s}
     single_in_flight = [rate / n * _mean_e2e(r) if rate else _in_flight(r) for r in singles]
