@@ -10,9 +10,14 @@ converted to $HOME/st/smollm2). Steps, each written to --out as it finishes:
      smol-compiled, smol-ngram-compiled (k=4) and smol-draft-trained-compiled (k = --k), with
      vLLM's acceptance counters and the greedy texts compared prompt by prompt with the
      unspeculated run.
-The suffix method is not run: arctic-inference is not staged on the GPU host.
+The suffix method is not run: arctic-inference 0.1.1 is an sdist with a C++ extension, and the
+CPU machine has no Python 3.12 to build it for the GPU host (which has no package registry).
 
     python benchmarks/gpu_draft.py --out DIR [--prompts 2048 --steps 2000 --batch-size 16]
+    python benchmarks/gpu_draft.py --out DIR --only smol-draft-trained-compiled   # one arm (the
+        draft comes from the cache the training run filled), so each arm gets its own timeout
+    python benchmarks/gpu_draft.py --combine A.json B.json ... --out DIR         # one file, greedy
+        texts compared with the unspeculated arm
 """
 
 from __future__ import annotations
@@ -43,9 +48,13 @@ def main() -> None:
     ap.add_argument("--k", type=int, default=3)
     ap.add_argument("--levels", default="1,16,64")
     ap.add_argument("--skip-bench", action="store_true")
+    ap.add_argument("--only", default="", help="comma-separated arm names (default: all three)")
+    ap.add_argument("--combine", nargs="*", default=None, help="gpu_draft.json files to merge")
     a = ap.parse_args()
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
+    if a.combine is not None:
+        return combine([Path(f) for f in a.combine], out)
     target = Path(os.path.expanduser("~/st/smollm2"))
     settings = DraftTraining(prompts=a.prompts, steps=a.steps, batch_size=a.batch_size,
                              heldout_prompts=a.heldout).model_dump()
@@ -68,18 +77,45 @@ def main() -> None:
              ({**plain, "name": "smol-draft-trained-compiled",
                "speculative": {"method": "draft_model", "model": "trained", "num_tokens": a.k, "train": settings}},
               str(draft))]
+    only = {x for x in a.only.split(",") if x}
     for spec, draft_path in specs:
+        if only and spec["name"] not in only:
+            continue
         try:
             doc["runs"].append(bench_one(spec, target, out, levels, draft_path=draft_path))
         except Exception as e:  # noqa: BLE001 - one failed configuration must not lose the others
             doc["runs"].append({"name": spec["name"], "error": f"{type(e).__name__}: {str(e)[-1500:]}"})
             print("FAILED", spec["name"], str(e)[-1500:], flush=True)
-        by = {r["name"]: r for r in doc["runs"] if "levels" in r}
-        if "smol-compiled" in by:
-            doc["comparisons"] = {f"texts {n} vs smol-compiled": text_equality(by["smol-compiled"], r)
-                                  for n, r in by.items() if n != "smol-compiled"}
+        doc["comparisons"] = comparisons(doc["runs"])
         save()
     print(json.dumps(doc.get("comparisons"), default=str)[:2000], flush=True)
+
+
+def comparisons(runs: list[dict]) -> dict:
+    """Greedy texts of every arm against the unspeculated one, and speed ratios per level."""
+    by = {r["name"]: {**r, "levels": {str(c): lv for c, lv in r["levels"].items()}} for r in runs if "levels" in r}
+    ref = by.get("smol-compiled")
+    if ref is None:
+        return {}
+    out = {}
+    for n, r in by.items():
+        if n == "smol-compiled":
+            continue
+        out[f"texts {n} vs smol-compiled"] = text_equality(ref, r)
+        out[f"speed {n} / smol-compiled"] = {c: lv["out_tok_s"] / ref["levels"][c]["out_tok_s"]
+                                             for c, lv in r["levels"].items() if c in ref["levels"]}
+    return out
+
+
+def combine(files: list[Path], out: Path) -> None:
+    """One document from arms run by separate calls (the queue gives each its own timeout)."""
+    docs = [json.loads(f.read_text()) for f in files]
+    doc = {"date": docs[0]["date"], "gpu": docs[0]["gpu"], "commands": [d["command"] for d in docs],
+           "training": next((d["training"] for d in docs if "training" in d), None),
+           "runs": [r for d in docs for r in d.get("runs", [])]}
+    doc["comparisons"] = comparisons(doc["runs"])
+    (out / "gpu_draft.json").write_text(json.dumps(doc, indent=1, default=str))
+    print(json.dumps(doc["comparisons"], default=str)[:3000])
 
 
 if __name__ == "__main__":

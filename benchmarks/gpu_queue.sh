@@ -16,9 +16,10 @@ start)
     run() { name=$1; shift; echo "$(date -u +%T) start $name" >> '$R'/queue.log
             timeout 560 python3 "$@" > '$R'/$name.log 2>&1; echo "$(date -u +%T) end $name rc=$?" >> '$R'/queue.log
             for p in $(nvidia-smi --query-compute-apps=pid --format=csv,noheader); do kill -9 $p; done; sleep 3; }
-    run fp8 benchmarks/gpu_bench.py --group stacks --only llama8b-fp8-fp8kv --out '$R'/fp8
-    run awq benchmarks/gpu_bench.py --group stacks --only llama8b-awq-marlin-fp8kv --out '$R'/awq
-    run draft benchmarks/gpu_draft.py --out '$R'/draft
+    run train benchmarks/gpu_draft.py --out '$R'/train --skip-bench
+    run plain benchmarks/gpu_draft.py --out '$R'/plain --only smol-compiled
+    run draft benchmarks/gpu_draft.py --out '$R'/draft --only smol-draft-trained-compiled
+    run ngram benchmarks/gpu_draft.py --out '$R'/ngram --only smol-ngram-compiled
     run atomic benchmarks/gpu_bench.py --group stacks --only llama8b-awq-marlin-atomic-fp8kv --out '$R'/atomic
     touch '$R'/DONE' < /dev/null > /dev/null 2>&1 &
   echo "queue started"; sleep 5; cat $R/queue.log ;;
@@ -26,7 +27,7 @@ collect)
   deadline=$((SECONDS + ${2:-60}))
   while [ $SECONDS -lt $deadline ] && [ ! -f $R/DONE ]; do sleep 5; done
   cat $R/queue.log; for f in $R/*.log; do echo "== $f"; tail -c 1500 $f; done
-  n=0; for f in $R/*/gpu_*.json; do [ -f "$f" ] && [ $n -lt 7 ] && cp "$f" $OUT/ && n=$((n+1)); done
+  n=0; for f in $R/*/gpu_*.json; do [ -f "$f" ] && [ $n -lt 7 ] && cp "$f" "$OUT/$(basename "$(dirname "$f")")_$(basename "$f")" && n=$((n+1)); done
   cp $R/queue.log $OUT/ 2>/dev/null; nvidia-smi --query-gpu=memory.used --format=csv ;;
 *) echo "usage: $0 start | collect SECONDS"; exit 2 ;;
 esac
