@@ -123,6 +123,21 @@ def test_features_are_the_targets_post_norm_hidden_states(target, teacher):
     assert float(rms.std()) < float(rms.mean())  # normalised scale, not the raw residual stream
 
 
+def test_the_untrained_head_returns_the_feature_it_is_given(target, teacher):
+    """Zeroed residual outputs and fc = [0 | I]: f = h_p, so the first logits are on the target's
+    scale (the target's last layer fed a post-norm state made a first loss of 668)."""
+    import torch
+
+    samples, feats = teacher
+    s, h = samples["train"][0], feats["train"][0].float()
+    head = init_head(target)
+    n = len(s["ids"]) - 1
+    with torch.no_grad():
+        f = head(s["ids"][1:].long()[None], h[:-1][None], torch.arange(n)[None])[0]
+    assert torch.allclose(f, h[:-1], atol=1e-5)
+    assert float(head.layers[0].self_attn.q_proj.weight.detach().abs().sum()) > 0  # the rest is the target's layer
+
+
 def test_prepare_trains_a_tiny_head_and_the_second_call_is_a_cache_hit(target, cache, teacher, monkeypatch):
     from jupyter_ext.store import model_files
     from jupyter_ext.verbs import run
@@ -163,3 +178,23 @@ def test_an_interrupted_training_resumes_from_its_checkpoint(target, cache, teac
     assert seen == [2, 3]
     assert read_marker(head)["training"]["resumed_from"] == 2
     assert not checkpoint.parent.exists()
+
+
+# -- on a real server -----------------------------------------------------------------------
+
+@pytest.mark.vllm
+@pytest.mark.slow
+def test_vllm_serves_the_head_through_its_eagle_method_and_greedy_outputs_equal_the_baseline():
+    """`method: eagle_head` end to end (a tiny head trained now, or found in the cache): vLLM
+    CPU loads the checkpoint with its `eagle` method, drafts with it, and in fp32 the greedy
+    texts equal the unspeculated server's."""
+    from conftest import greedy_completions
+
+    engine = {"max_model_len": 1024, "enforce_eager": True, "dtype": "float32"}
+    prompts = ["The quick brown fox jumps over the lazy dog. The quick brown fox",
+               "def fibonacci(n):\n    if n < 2:\n        return n\n    return"]
+    base, _ = greedy_completions({"name": "eagle-base", "engine": engine}, prompts, 24)
+    spec = {"method": "eagle_head", "num_tokens": 3, "train": TINY}
+    texts, stats = greedy_completions({"name": "eagle-head", "engine": engine, "speculative": spec}, prompts, 24)
+    assert stats and stats["active"] and stats["draft_tokens"] > 0, stats
+    assert texts == base

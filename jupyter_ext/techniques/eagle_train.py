@@ -14,8 +14,10 @@ Training (EAGLE-1): the target is the teacher on draft_data's teacher set (its g
 to training prompts); inputs are its features; loss = KL(teacher || head) over the teacher's
 top-K next tokens (answer positions plus a few prompt positions) + `feature_weight` x
 smooth-L1(f_p, h_{p+1}) on every position, so a fed-back f stands in for h. The layer starts
-as the target's last decoder layer, fc as [0 | identity] (x = h_p). Progress, checkpoints and
-resume work as in draft_train.
+as the target's last decoder layer with its two residual outputs (o_proj, down_proj) zeroed and
+fc as [0 | identity], so the untrained head returns f = h_p: logits on the target's scale (the
+last layer's own outputs, fed a post-norm state, made a first loss of 668 and a head that
+accepted 1%; zeroed, the first loss is 9). Progress, checkpoints and resume work as in draft_train.
 """
 
 from __future__ import annotations
@@ -31,6 +33,9 @@ from ..store.artifacts import artifact_dir, building, is_built, options_key
 from .draft_data import BATCH, TOP_K, dataset_id, teacher_set, train_device
 from .draft_train import (CONTEXT_POSITIONS, Acceptance, TrainState, accepted_run, resumable_training, teacher_file,
                           training_report)
+
+
+HEAD_VERSION = "eagle-1-zero-residual"  # in the cache key: heads made by older code are not reused
 
 
 def _torch():
@@ -123,7 +128,8 @@ def make_head(cfg: dict, lm_head: Any) -> Any:
 
 
 def init_head(target: Path) -> Any:
-    """A head for `target`: the layer from the target's last decoder layer, fc = [0 | I]."""
+    """A head for `target`: the layer from the target's last decoder layer with o_proj and
+    down_proj zeroed, fc = [0 | I], so it starts as f = h_p."""
     torch = _torch()
     from safetensors.torch import load_file
 
@@ -138,6 +144,8 @@ def init_head(target: Path) -> Any:
              if k.startswith(last) and "input_layernorm" not in k}
     H = cfg["hidden_size"]
     state["fc.weight"] = torch.cat([torch.zeros(H, H), torch.eye(H)], 1)
+    for name in ("layers.0.self_attn.o_proj.weight", "layers.0.mlp.down_proj.weight"):
+        state[name] = torch.zeros_like(state[name])
     missing, unexpected = head.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise RuntimeError(f"EAGLE head init from {target}: missing {missing}, unexpected {unexpected}")
@@ -285,7 +293,7 @@ def save_head(head: Any, target: Path, folder: Path) -> None:
 def training_key(settings: dict, dataset: str | None) -> str:
     """What changes the trained head: every setting but the checkpoint period, and the data."""
     kept = {k: v for k, v in settings.items() if k not in ("checkpoint_every", "dataset")}
-    return options_key(kept, "eagle-1", dataset_id(dataset), TOP_K, BATCH, CONTEXT_POSITIONS)
+    return options_key(kept, HEAD_VERSION, dataset_id(dataset), TOP_K, BATCH, CONTEXT_POSITIONS)
 
 
 def trained_eagle_head(target: Path, settings: dict, k: int, cache_dir: Path,
