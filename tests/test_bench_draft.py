@@ -68,6 +68,24 @@ def test_an_explicit_train_dataset_in_the_recipe_wins_and_the_result_says_so(tmp
     assert trained_elsewhere_note(spec.target.recipe, str(other)) is None  # trained on what is benchmarked
 
 
+def test_an_eagle_head_learns_from_the_benchmarked_dataset_too(chats):
+    spec = BenchSpec.of(str(ROOT / "recipes/eagle.yaml"), baseline="baseline", dataset=str(chats))
+    assert spec.target.recipe.speculative.train.dataset == str(chats.resolve())
+    assert spec.target.recipe.speculative.train.steps == load_recipe("eagle").speculative.train.steps  # rest kept
+    assert BenchSpec.of("eagle").target.recipe.speculative.train.dataset is None
+
+
+def test_prepare_dataset_reaches_the_eagle_head_and_a_recipe_that_trains_nothing_is_refused(chats, tmp_path):
+    from jupyter_ext.errors import DatasetError, RecipeError
+    from jupyter_ext.techniques.speculative import with_training_dataset
+
+    assert with_training_dataset(load_recipe("eagle"), str(chats)).speculative.train.dataset == str(chats.resolve())
+    with pytest.raises(RecipeError, match="eagle_head"):
+        with_training_dataset(load_recipe("ngram"), str(chats))
+    with pytest.raises(DatasetError):
+        with_training_dataset(load_recipe("eagle"), str(tmp_path / "missing.jsonl"))
+
+
 def test_the_comparison_shows_the_drafts_acceptance_beside_its_speed_up():
     base = result("baseline", [(1, 0.1, 0.02)])
     draft = result("draft", [(1, 0.1, 0.01)])

@@ -126,7 +126,7 @@ def test_a_missing_dataset_is_refused_when_the_recipe_loads(tmp_path):
 def test_dataset_on_prepare_needs_a_trained_draft_recipe(dataset):
     from jupyter_ext.engine.prepare import prepare
 
-    with pytest.raises(RecipeError, match="no speculative draft_model with model: trained"):
+    with pytest.raises(RecipeError, match="neither a speculative draft_model with model: trained nor an eagle_head"):
         prepare(load_recipe("baseline"), dataset=dataset)
 
 

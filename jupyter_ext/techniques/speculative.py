@@ -222,44 +222,57 @@ def resolve_draft(recipe: Recipe, target: Path, cache_dir: Path) -> Path | None:
     return draft
 
 
+def trained_here(spec: Any) -> bool:
+    """Whether `spec` is a speculator `prepare` trains for its target: a `model: trained`
+    draft_model or an eagle_head (both read `train.dataset`)."""
+    return spec is not None and ((spec.method == "draft_model" and spec.model == TRAINED)
+                                 or spec.method == "eagle_head")
+
+
 def with_training_dataset(recipe: Recipe, dataset: str | None) -> Recipe:
-    """The recipe with its trained draft's dataset set to `dataset` (e.g. `prepare --dataset`);
-    the recipe itself when `dataset` is None. RecipeError for a recipe without a trained draft."""
+    """The recipe with its trained draft's (or EAGLE head's) dataset set to `dataset` (e.g.
+    `prepare --dataset`); the recipe itself when `dataset` is None. RecipeError for a recipe
+    that trains nothing."""
     if dataset is None:
         return recipe
     spec = recipe.speculative
-    if spec is None or spec.method != "draft_model" or spec.model != TRAINED:
-        raise RecipeError(f"--dataset trains a draft, but recipe {recipe.name!r} has no speculative draft_model "
-                          f"with model: {TRAINED}; use recipes/draft.yaml or set speculative.model: {TRAINED}")
-    train = spec.training().model_copy(update={"dataset": str(Path(dataset).expanduser().resolve())})
-    out = recipe.model_copy(update={"speculative": spec.model_copy(update={"train": train})})
-    check_draft_option(out)
-    return out
+    if not trained_here(spec):
+        raise RecipeError(f"--dataset trains a draft, but recipe {recipe.name!r} has neither a speculative "
+                          f"draft_model with model: {TRAINED} nor an eagle_head; use recipes/draft.yaml or "
+                          f"recipes/eagle.yaml, or set speculative.model: {TRAINED}")
+    from .draft_data import dataset_id
+
+    path = str(Path(dataset).expanduser().resolve())
+    dataset_id(path)  # DatasetError when the file is missing
+    current = spec.training() if spec.method == "draft_model" else spec.train
+    train = current.model_copy(update={"dataset": path})
+    return recipe.model_copy(update={"speculative": spec.model_copy(update={"train": train})})
+
+
+def _explicit_dataset(spec: Any) -> str | None:
+    return spec.train.dataset if spec.train is not None else None
 
 
 def with_bench_dataset(recipe: Recipe | None, dataset: str | Path | None) -> Recipe | None:
-    """The recipe a benchmark on `dataset` (`bench --dataset`) serves: a `model: trained`
-    draft with no `speculative.train.dataset` of its own is trained on (and cached for) the
-    benchmarked dataset; an explicit `train.dataset` in the recipe wins (the result notes the
-    difference); any other recipe is returned as it is."""
-    if recipe is None or dataset is None:
+    """The recipe a benchmark on `dataset` (`bench --dataset`) serves: a trained draft or
+    EAGLE head with no `speculative.train.dataset` of its own is trained on (and cached for)
+    the benchmarked dataset; an explicit `train.dataset` in the recipe wins (the result notes
+    the difference); any other recipe is returned as it is."""
+    if recipe is None or dataset is None or not trained_here(recipe.speculative):
         return recipe
-    spec = recipe.speculative
-    if spec is None or spec.method != "draft_model" or spec.model != TRAINED:
-        return recipe
-    if spec.train is not None and spec.train.dataset is not None:
+    if _explicit_dataset(recipe.speculative) is not None:
         return recipe
     return with_training_dataset(recipe, str(dataset))
 
 
 def trained_elsewhere_note(recipe: Recipe | None, dataset: str | Path | None) -> str | None:
-    """A note when a trained draft was trained on another file than the benchmarked `dataset`."""
-    if recipe is None or dataset is None or recipe.speculative is None:
+    """A note when a trained draft (or head) was trained on another file than the benchmarked `dataset`."""
+    if recipe is None or dataset is None or not trained_here(recipe.speculative):
         return None
-    spec = recipe.speculative
-    if spec.method != "draft_model" or spec.model != TRAINED or spec.train is None or spec.train.dataset is None:
+    own = _explicit_dataset(recipe.speculative)
+    if own is None:
         return None
-    trained, benched = Path(spec.train.dataset).expanduser().resolve(), Path(dataset).expanduser().resolve()
+    trained, benched = Path(own).expanduser().resolve(), Path(dataset).expanduser().resolve()
     if trained == benched:
         return None
     return (f"the draft was trained on {trained} (the recipe's speculative.train.dataset), not on the benchmarked "
