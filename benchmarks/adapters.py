@@ -29,7 +29,7 @@ ANCHORS formula with the mean number of requests in flight as its concurrency (L
 req/s x mean E2E; for a single endpoint R/N x its mean E2E).
 
     python benchmarks/adapters.py                       # 8 adapters, C = 8, 64 prompts
-    python benchmarks/adapters.py --rate 0.02 --prompts 24   # open loop, 0.02 req/s in all (under capacity)
+    python benchmarks/adapters.py --rate 0.03 --prompts 16   # open loop, 0.03 req/s in all (under capacity)
     python benchmarks/adapters.py --quick               # 2 adapters, a few short prompts: checks the script
 JSON goes to benchmarks/results/adapters.json (--out); the markdown table is printed.
 """
