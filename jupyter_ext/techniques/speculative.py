@@ -250,6 +250,7 @@ def with_training_dataset(recipe: Recipe, dataset: str | None) -> Recipe:
 
 
 def _explicit_dataset(spec: Any) -> str | None:
+    """The recipe's own `speculative.train.dataset`, or None."""
     return spec.train.dataset if spec.train is not None else None
 
 

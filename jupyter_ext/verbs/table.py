@@ -289,9 +289,9 @@ VERBS: tuple[Verb, ...] = (
         Opt(("--replicas",), "with --routing: instances in the fixed fleet", type=int, default=4),
         Opt(("--prefix-hit-factor",), "with --routing: share of a prompt prefilled when its prefix is cached",
             type=float, default=0.2))),
-    Verb("prepare", "build a recipe's artifacts ahead of deployment (AWQ, trained draft, LoRA adapters, compile cache)", (
+    Verb("prepare", "build a recipe's artifacts ahead of deployment (AWQ, trained draft or EAGLE head, LoRA adapters, compile cache)", (
         Opt(("recipe",)), Opt(("--no-warm",), "skip the warm start that fills the compile cache", dest="warm", negate=True),
-        Opt(("--dataset",), "JSONL of chat prompts ('messages' or 'prompt' per line) a trained draft learns from "
+        Opt(("--dataset",), "JSONL of chat prompts ('messages' or 'prompt' per line) a trained draft or EAGLE head learns from "
             "(default: the recipe's speculative.train.dataset, else built-in text)"))),
     Verb("serve", "start a local vLLM server for a recipe and keep it (bench reuses it)", (
         Opt(("recipe",)), Opt(("--host",), default="127.0.0.1"), Opt(("--port",), type=int))),
