@@ -7,11 +7,12 @@ converted to $HOME/st/smollm2). Steps, each written to --out as it finishes:
      the GPU (train_device() picks CUDA), with the recipe's settings or larger ones (--prompts,
      --steps, --batch-size); prints held-out acceptance at k = --k; training.json keeps timings;
   2. HTTP benchmarks (engine module + jupyter_ext.bench, compiled, c = --levels) of
-     smol-compiled, smol-ngram-compiled (k=4) and smol-draft-trained-compiled (k = --k), with
-     vLLM's acceptance counters and the greedy texts compared prompt by prompt with the
-     unspeculated run.
-The suffix method is not run: arctic-inference 0.1.1 is an sdist with a C++ extension, and the
-CPU machine has no Python 3.12 to build it for the GPU host (which has no package registry).
+     smol-compiled, smol-ngram-compiled (k=4), smol-draft-trained-compiled (k = --k) and
+     smol-suffix-compiled (recipes/suffix.yaml's settings), with vLLM's acceptance counters and
+     the greedy texts compared prompt by prompt with the unspeculated run.
+The draft is trained only when its arm is among those run. The suffix arm needs the
+arctic-inference suffix trees importable: they are built on the GPU host from the sdist by
+benchmarks/gpu_suffix.sh (no wheel exists for Python 3.12 there).
 
     python benchmarks/gpu_draft.py --out DIR [--prompts 2048 --steps 2000 --batch-size 16]
     python benchmarks/gpu_draft.py --out DIR --only smol-draft-trained-compiled   # one arm (the
@@ -34,6 +35,7 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
 from gpu_bench import bench_one, gpu_name, runs, text_equality  # noqa: E402
+from jupyter_ext.recipes import load_recipe  # noqa: E402
 from jupyter_ext.techniques.draft_train import trained_draft  # noqa: E402
 from jupyter_ext.techniques.speculative import DraftTraining  # noqa: E402
 
@@ -48,7 +50,7 @@ def main() -> None:
     ap.add_argument("--k", type=int, default=3)
     ap.add_argument("--levels", default="1,16,64")
     ap.add_argument("--skip-bench", action="store_true")
-    ap.add_argument("--only", default="", help="comma-separated arm names (default: all three)")
+    ap.add_argument("--only", default="", help="comma-separated arm names (default: all four)")
     ap.add_argument("--combine", nargs="*", default=None, help="gpu_draft.json files to merge")
     a = ap.parse_args()
     out = Path(a.out)
@@ -63,21 +65,22 @@ def main() -> None:
     def save() -> None:
         (out / "gpu_draft.json").write_text(json.dumps(doc, indent=1, default=str))
 
-    t = time.monotonic()
-    draft = trained_draft(target, settings, a.k, Path(os.environ.get("JUPYTER_OPTIMIZE_CACHE", "/tmp/jo")))
-    doc["training"] = {**json.loads((draft / "training.json").read_text()), "wall_s": time.monotonic() - t,
-                       "draft_mb": sum(f.stat().st_size for f in draft.iterdir()) / 2**20}
-    print("TRAINED", json.dumps(doc["training"]["training"], default=str)[:1500], flush=True)
-    save()
+    only = {x for x in a.only.split(",") if x}
+    needs_draft = a.skip_bench or not only or "smol-draft-trained-compiled" in only
+    draft = None
+    if needs_draft:
+        draft = train(a, target, settings, doc)
+        save()
     if a.skip_bench:
         return
     levels = [int(x) for x in a.levels.split(",")]
     plain, ngram = (spec for spec, _ in runs("offline")[:2])  # gpu_bench's compiled SmolLM2 recipes
+    suffix = load_recipe("suffix").speculative.model_dump(mode="json", exclude_none=True)
     specs = [(plain, None), (ngram, None),
              ({**plain, "name": "smol-draft-trained-compiled",
                "speculative": {"method": "draft_model", "model": "trained", "num_tokens": a.k, "train": settings}},
-              str(draft))]
-    only = {x for x in a.only.split(",") if x}
+              str(draft) if draft else None),
+             ({**plain, "name": "smol-suffix-compiled", "speculative": suffix}, None)]
     for spec, draft_path in specs:
         if only and spec["name"] not in only:
             continue
@@ -89,6 +92,16 @@ def main() -> None:
         doc["comparisons"] = comparisons(doc["runs"])
         save()
     print(json.dumps(doc.get("comparisons"), default=str)[:2000], flush=True)
+
+
+def train(a: argparse.Namespace, target: Path, settings: dict, doc: dict) -> Path:
+    """The trained draft (from the cache when an earlier call trained it), its record in doc."""
+    t = time.monotonic()
+    draft = trained_draft(target, settings, a.k, Path(os.environ.get("JUPYTER_OPTIMIZE_CACHE", "/tmp/jo")))
+    doc["training"] = {**json.loads((draft / "training.json").read_text()), "wall_s": time.monotonic() - t,
+                       "draft_mb": sum(f.stat().st_size for f in draft.iterdir()) / 2**20}
+    print("TRAINED", json.dumps(doc["training"]["training"], default=str)[:1500], flush=True)
+    return draft
 
 
 def comparisons(runs: list[dict]) -> dict:

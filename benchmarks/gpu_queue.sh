@@ -3,8 +3,12 @@
 # so no single device call has to hold a whole compile + benchmark (the queue outlives the call
 # that starts it; later calls collect $HOME/res). One configuration after another, each with its
 # own inner timeout; leftover vLLM processes are killed by the pid nvidia-smi reports.
-#   bash benchmarks/gpu_queue.sh start      # copies the repo to $HOME/repo, starts the queue
-#   bash benchmarks/gpu_queue.sh collect S  # waits up to S seconds for the queue, copies results to $OUT
+#   bash benchmarks/gpu_queue.sh start [ENTRY ...]  # copies the repo to $HOME/repo, starts the queue
+#   bash benchmarks/gpu_queue.sh collect S          # waits up to S seconds, copies results to $OUT
+# Entries (default: the third sitting's train plain draft ngram atomic):
+#   train plain draft ngram suffix   SmolLM2 arms of benchmarks/gpu_draft.py (suffix needs
+#                                    `bash benchmarks/gpu_suffix.sh build` first)
+#   bf16 marlin fp8 atomic w4a8      Llama-3-8B-shape arms of gpu_bench.py's "stacks" group
 set -uo pipefail
 R=$HOME/res
 case "${1:-}" in
@@ -12,15 +16,27 @@ start)
   rm -rf $HOME/repo && mkdir -p $HOME/repo $R && cp -r . $HOME/repo/ && cd $HOME/repo
   export PYTHONPATH=$HOME/vllm-site:$PWD VLLM_USE_FLASHINFER_SAMPLER=0 PYTHONUNBUFFERED=1 \
          JUPYTER_OPTIMIZE_CACHE=/tmp/jo JUPYTER_OPTIMIZE_PLATFORM=cuda
+  entries="${*:2}"; entries="${entries:-train plain draft ngram atomic}"
+  for e in $entries; do case $e in train|plain|draft|ngram|suffix|bf16|marlin|fp8|atomic|w4a8) ;;
+    *) echo "unknown queue entry: $e"; exit 2 ;; esac; done
+  [ -d $HOME/arctic-site ] && export PYTHONPATH=$PYTHONPATH:$HOME/arctic-site
   setsid bash -c '
     run() { name=$1; shift; echo "$(date -u +%T) start $name" >> '$R'/queue.log
             timeout 560 python3 "$@" > '$R'/$name.log 2>&1; echo "$(date -u +%T) end $name rc=$?" >> '$R'/queue.log
             for p in $(nvidia-smi --query-compute-apps=pid --format=csv,noheader); do kill -9 $p; done; sleep 3; }
-    run train benchmarks/gpu_draft.py --out '$R'/train --skip-bench
-    run plain benchmarks/gpu_draft.py --out '$R'/plain --only smol-compiled
-    run draft benchmarks/gpu_draft.py --out '$R'/draft --only smol-draft-trained-compiled
-    run ngram benchmarks/gpu_draft.py --out '$R'/ngram --only smol-ngram-compiled
-    run atomic benchmarks/gpu_bench.py --group stacks --only llama8b-awq-marlin-atomic-fp8kv --out '$R'/atomic
+    arm() { case $1 in
+      train)  run train benchmarks/gpu_draft.py --out '$R'/train --skip-bench ;;
+      plain)  run plain benchmarks/gpu_draft.py --out '$R'/plain --only smol-compiled ;;
+      draft)  run draft benchmarks/gpu_draft.py --out '$R'/draft --only smol-draft-trained-compiled ;;
+      ngram)  run ngram benchmarks/gpu_draft.py --out '$R'/ngram --only smol-ngram-compiled ;;
+      suffix) run suffix benchmarks/gpu_draft.py --out '$R'/suffix --only smol-suffix-compiled ;;
+      bf16)   run bf16 benchmarks/gpu_bench.py --group stacks --only llama8b-bf16-compiled --out '$R'/bf16 ;;
+      marlin) run marlin benchmarks/gpu_bench.py --group stacks --only llama8b-awq-marlin-fp8kv --out '$R'/marlin ;;
+      fp8)    run fp8 benchmarks/gpu_bench.py --group stacks --only llama8b-fp8-fp8kv --out '$R'/fp8 ;;
+      atomic) run atomic benchmarks/gpu_bench.py --group stacks --only llama8b-awq-marlin-atomic-fp8kv --out '$R'/atomic ;;
+      w4a8)   run w4a8 benchmarks/gpu_bench.py --group stacks --only llama8b-awq-marlin-w4a8-fp8kv --out '$R'/w4a8 ;;
+      esac; }
+    for e in '"$entries"'; do arm $e; done
     touch '$R'/DONE' < /dev/null > /dev/null 2>&1 &
   echo "queue started"; sleep 5; cat $R/queue.log ;;
 collect)
