@@ -9,6 +9,8 @@
 #   train plain draft ngram suffix   SmolLM2 arms of benchmarks/gpu_draft.py (suffix needs
 #                                    `bash benchmarks/gpu_suffix.sh build` first)
 #   bf16 marlin fp8 atomic w4a8      Llama-3-8B-shape arms of gpu_bench.py's "stacks" group
+# The machine goes back after 30 s idle (status: idle_release_s): issue the collect calls back to
+# back, with no local step between them, or the next call finds a fresh machine and no queue.
 set -uo pipefail
 R=$HOME/res
 case "${1:-}" in
