@@ -74,14 +74,7 @@ def main() -> None:
     if a.skip_bench:
         return
     levels = [int(x) for x in a.levels.split(",")]
-    plain, ngram = (spec for spec, _ in runs("offline")[:2])  # gpu_bench's compiled SmolLM2 recipes
-    suffix = load_recipe("suffix").speculative.model_dump(mode="json", exclude_none=True)
-    specs = [(plain, None), (ngram, None),
-             ({**plain, "name": "smol-draft-trained-compiled",
-               "speculative": {"method": "draft_model", "model": "trained", "num_tokens": a.k, "train": settings}},
-              str(draft) if draft else None),
-             ({**plain, "name": "smol-suffix-compiled", "speculative": suffix}, None)]
-    for spec, draft_path in specs:
+    for spec, draft_path in arms(a.k, settings, draft):
         if only and spec["name"] not in only:
             continue
         try:
@@ -92,6 +85,18 @@ def main() -> None:
         doc["comparisons"] = comparisons(doc["runs"])
         save()
     print(json.dumps(doc.get("comparisons"), default=str)[:2000], flush=True)
+
+
+def arms(k: int, settings: dict, draft: Path | None) -> list[tuple[dict, str | None]]:
+    """(recipe dict, draft folder) of every arm: gpu_bench's compiled SmolLM2 recipes (plain,
+    n-gram k=4), the trained draft at k, and suffix decoding with recipes/suffix.yaml's settings."""
+    plain, ngram = (spec for spec, _ in runs("offline")[:2])
+    suffix = load_recipe("suffix").speculative.model_dump(mode="json", exclude_none=True)
+    return [(plain, None), (ngram, None),
+            ({**plain, "name": "smol-draft-trained-compiled",
+              "speculative": {"method": "draft_model", "model": "trained", "num_tokens": k, "train": settings}},
+             str(draft) if draft else None),
+            ({**plain, "name": "smol-suffix-compiled", "speculative": suffix}, None)]
 
 
 def train(a: argparse.Namespace, target: Path, settings: dict, doc: dict) -> Path:

@@ -15,12 +15,13 @@ set -uo pipefail
 R=$HOME/res
 case "${1:-}" in
 start)
+  entries="${*:2}"; entries="${entries:-train plain draft ngram atomic}"
+  for e in $entries; do case $e in train|plain|draft|ngram|suffix|bf16|marlin|fp8|atomic|w4a8) ;;
+    *) echo "unknown queue entry: $e (known: train plain draft ngram suffix bf16 marlin fp8 atomic w4a8)"; exit 2 ;;
+  esac; done
   rm -rf $HOME/repo && mkdir -p $HOME/repo $R && cp -r . $HOME/repo/ && cd $HOME/repo
   export PYTHONPATH=$HOME/vllm-site:$PWD VLLM_USE_FLASHINFER_SAMPLER=0 PYTHONUNBUFFERED=1 \
          JUPYTER_OPTIMIZE_CACHE=/tmp/jo JUPYTER_OPTIMIZE_PLATFORM=cuda
-  entries="${*:2}"; entries="${entries:-train plain draft ngram atomic}"
-  for e in $entries; do case $e in train|plain|draft|ngram|suffix|bf16|marlin|fp8|atomic|w4a8) ;;
-    *) echo "unknown queue entry: $e"; exit 2 ;; esac; done
   [ -d $HOME/arctic-site ] && export PYTHONPATH=$PYTHONPATH:$HOME/arctic-site
   setsid bash -c '
     run() { name=$1; shift; echo "$(date -u +%T) start $name" >> '$R'/queue.log

@@ -1,0 +1,36 @@
+"""The GPU sitting's scripts, checked on the CPU machine (they run on the GPU host, where a
+mistake costs device time)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_the_queue_refuses_an_unknown_entry_before_it_copies_or_starts_anything(tmp_path):
+    env = {**os.environ, "HOME": str(tmp_path)}
+    r = subprocess.run(["bash", "benchmarks/gpu_queue.sh", "start", "plain", "sufix"], cwd=ROOT, env=env,
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 2
+    assert "unknown queue entry: sufix" in r.stdout
+    assert not (tmp_path / "repo").exists() and not (tmp_path / "res").exists()
+
+
+def test_every_gpu_draft_arm_is_a_valid_recipe_and_suffix_uses_the_shipped_settings(monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    import gpu_draft
+    from jupyter_ext.recipes import load_recipe, recipe_from_dict
+    from jupyter_ext.techniques.speculative import DraftTraining
+
+    arms = gpu_draft.arms(3, DraftTraining().model_dump(), None)
+    recipes = {spec["name"]: recipe_from_dict(spec) for spec, _ in arms}
+    assert list(recipes) == ["smol-compiled", "smol-ngram-compiled", "smol-draft-trained-compiled",
+                             "smol-suffix-compiled"]
+    assert recipes["smol-suffix-compiled"].speculative == load_recipe("suffix").speculative
+    assert recipes["smol-suffix-compiled"].compile.enabled
+    assert recipes["smol-compiled"].speculative is None
+    sys.modules.pop("gpu_draft", None)
