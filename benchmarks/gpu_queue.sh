@@ -43,6 +43,8 @@ start)
     touch '$R'/DONE' < /dev/null > /dev/null 2>&1 &
   echo "queue started"; sleep 5; cat $R/queue.log ;;
 collect)
+  # a fresh machine (the held one was released) has no queue: say so at once, not after S seconds
+  [ -f $R/queue.log ] || { echo "no queue on this machine ($R/queue.log missing): it was released; stage again"; exit 3; }
   deadline=$((SECONDS + ${2:-60}))
   while [ $SECONDS -lt $deadline ] && [ ! -f $R/DONE ]; do sleep 5; done
   cat $R/queue.log; for f in $R/*.log; do echo "== $f"; tail -c 1500 $f; done

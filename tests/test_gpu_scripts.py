@@ -20,6 +20,14 @@ def test_the_queue_refuses_an_unknown_entry_before_it_copies_or_starts_anything(
     assert not (tmp_path / "repo").exists() and not (tmp_path / "res").exists()
 
 
+def test_collect_on_a_machine_without_a_queue_fails_at_once_instead_of_waiting(tmp_path):
+    env = {**os.environ, "HOME": str(tmp_path), "OUT": str(tmp_path / "out")}
+    r = subprocess.run(["bash", "benchmarks/gpu_queue.sh", "collect", "540"], cwd=ROOT, env=env,
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 3
+    assert "no queue on this machine" in r.stdout
+
+
 def test_every_gpu_draft_arm_is_a_valid_recipe_and_suffix_uses_the_shipped_settings(monkeypatch):
     monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
     import gpu_draft
