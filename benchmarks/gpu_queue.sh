@@ -15,10 +15,23 @@ set -uo pipefail
 R=$HOME/res
 case "${1:-}" in
 start)
+  declare -A ARMS=(   # entry -> script and arguments; every entry writes to --out $R/<entry>
+    [train]="benchmarks/gpu_draft.py --skip-bench"
+    [plain]="benchmarks/gpu_draft.py --only smol-compiled"
+    [draft]="benchmarks/gpu_draft.py --only smol-draft-trained-compiled"
+    [ngram]="benchmarks/gpu_draft.py --only smol-ngram-compiled"
+    [suffix]="benchmarks/gpu_draft.py --only smol-suffix-compiled"
+    [bf16]="benchmarks/gpu_bench.py --group stacks --only llama8b-bf16-compiled"
+    [marlin]="benchmarks/gpu_bench.py --group stacks --only llama8b-awq-marlin-fp8kv"
+    [fp8]="benchmarks/gpu_bench.py --group stacks --only llama8b-fp8-fp8kv"
+    [atomic]="benchmarks/gpu_bench.py --group stacks --only llama8b-awq-marlin-atomic-fp8kv"
+    [w4a8]="benchmarks/gpu_bench.py --group stacks --only llama8b-awq-marlin-w4a8-fp8kv")
   entries="${*:2}"; entries="${entries:-train plain draft ngram atomic}"
-  for e in $entries; do case $e in train|plain|draft|ngram|suffix|bf16|marlin|fp8|atomic|w4a8) ;;
-    *) echo "unknown queue entry: $e (known: train plain draft ngram suffix bf16 marlin fp8 atomic w4a8)"; exit 2 ;;
-  esac; done
+  queue=""
+  for e in $entries; do
+    [ -n "${ARMS[$e]+x}" ] || { echo "unknown queue entry: $e (known: ${!ARMS[*]})"; exit 2; }
+    queue+="run $e ${ARMS[$e]} --out $R/$e; "
+  done
   rm -rf $HOME/repo && mkdir -p $HOME/repo $R && cp -r . $HOME/repo/ && cd $HOME/repo
   export PYTHONPATH=$HOME/vllm-site:$PWD VLLM_USE_FLASHINFER_SAMPLER=0 PYTHONUNBUFFERED=1 \
          JUPYTER_OPTIMIZE_CACHE=/tmp/jo JUPYTER_OPTIMIZE_PLATFORM=cuda
@@ -27,19 +40,7 @@ start)
     run() { name=$1; shift; echo "$(date -u +%T) start $name" >> '$R'/queue.log
             timeout 560 python3 "$@" > '$R'/$name.log 2>&1; echo "$(date -u +%T) end $name rc=$?" >> '$R'/queue.log
             for p in $(nvidia-smi --query-compute-apps=pid --format=csv,noheader); do kill -9 $p; done; sleep 3; }
-    arm() { case $1 in
-      train)  run train benchmarks/gpu_draft.py --out '$R'/train --skip-bench ;;
-      plain)  run plain benchmarks/gpu_draft.py --out '$R'/plain --only smol-compiled ;;
-      draft)  run draft benchmarks/gpu_draft.py --out '$R'/draft --only smol-draft-trained-compiled ;;
-      ngram)  run ngram benchmarks/gpu_draft.py --out '$R'/ngram --only smol-ngram-compiled ;;
-      suffix) run suffix benchmarks/gpu_draft.py --out '$R'/suffix --only smol-suffix-compiled ;;
-      bf16)   run bf16 benchmarks/gpu_bench.py --group stacks --only llama8b-bf16-compiled --out '$R'/bf16 ;;
-      marlin) run marlin benchmarks/gpu_bench.py --group stacks --only llama8b-awq-marlin-fp8kv --out '$R'/marlin ;;
-      fp8)    run fp8 benchmarks/gpu_bench.py --group stacks --only llama8b-fp8-fp8kv --out '$R'/fp8 ;;
-      atomic) run atomic benchmarks/gpu_bench.py --group stacks --only llama8b-awq-marlin-atomic-fp8kv --out '$R'/atomic ;;
-      w4a8)   run w4a8 benchmarks/gpu_bench.py --group stacks --only llama8b-awq-marlin-w4a8-fp8kv --out '$R'/w4a8 ;;
-      esac; }
-    for e in '"$entries"'; do arm $e; done
+    '"$queue"'
     touch '$R'/DONE' < /dev/null > /dev/null 2>&1 &
   echo "queue started"; sleep 5; cat $R/queue.log ;;
 collect)
