@@ -42,3 +42,12 @@ def test_every_gpu_draft_arm_is_a_valid_recipe_and_suffix_uses_the_shipped_setti
     assert recipes["smol-suffix-compiled"].compile.enabled
     assert recipes["smol-compiled"].speculative is None
     sys.modules.pop("gpu_draft", None)
+
+
+def test_the_gpu_suffix_build_uses_the_arctic_inference_pin_of_the_cpu_machine():
+    from jupyter_ext.techniques.suffix import ARCTIC_INFERENCE_PIN
+
+    script = (ROOT / "benchmarks" / "gpu_suffix.sh").read_text()
+    version = next(line.split("=", 1)[1].split()[0] for line in script.splitlines() if line.startswith("VERSION="))
+    assert ARCTIC_INFERENCE_PIN == f"arctic-inference=={version}"
+    assert f'"arctic-inference=={version}"' in (ROOT / "setup.sh").read_text()
