@@ -10,7 +10,7 @@ engine/args.py) and measures it with jupyter_ext.bench over HTTP, not offline ge
   group "llama-awq": the AWQ int4 kernels on that shape: bf16 compiled (reference), AWQ with
                      vLLM's kernel choice (Machete on Hopper), AWQ with Machete disabled (Marlin)
   group "stacks":    issue 12's stacks on that shape, fp8 KV cache: AWQ-Marlin, fp8 weights, and
-                     Marlin with atomic-add or fp8 activations (W4A8), between two compiled bf16
+                     Marlin with atomic-add or fp8 / int8 activations (W4A8), between two compiled bf16
                      runs (interleaved reference; run with --only in two calls)
   group "smol":      SmolLM2-135M real weights, compiled, with and without n-gram speculation,
                      and the real AWQ int4 checkpoint made on the CPU machine
@@ -59,6 +59,18 @@ def awq_dummy_folder(base: Path) -> Path:
     return out
 
 
+def failed_run(name: str, e: Exception, limit: int = 1500) -> dict:
+    """A failed configuration's row: the error's first lines (EngineStartError puts the engine's
+    own exception there) and its tail, so the cause is not cut off by a long traceback."""
+    text = str(e)
+    if len(text) > limit:
+        head = "\n".join(text.splitlines()[:2])[: limit // 3]
+        text = f"{head}\n...\n{text[-(limit - len(head)):]}"
+    row = {"name": name, "error": f"{type(e).__name__}: {text}"}
+    print("FAILED", name, row["error"], flush=True)
+    return row
+
+
 def runs(group: str) -> list[tuple[dict, Path]]:
     if group in ("llama", "llama-awq", "stacks"):
         base = dummy_model_folder(LLAMA)
@@ -83,6 +95,9 @@ def runs(group: str) -> list[tuple[dict, Path]]:
                   "quantize": {"method": "fp8"}, "compile": comp}, base),
                 awq_run("llama8b-awq-marlin-atomic-fp8kv", {"VLLM_MARLIN_USE_ATOMIC_ADD": "1"}),
                 awq_run("llama8b-awq-marlin-w4a8-fp8kv", {"VLLM_MARLIN_INPUT_DTYPE": "fp8"}),
+                # vLLM 0.24 refuses W4A8-FP8 off SM89/SM12x ("slower than W4A16 on other
+                # devices"; refused on the H200, 2026-12-05) and names W4A8-INT8 instead
+                awq_run("llama8b-awq-marlin-w4a8int8-fp8kv", {"VLLM_MARLIN_INPUT_DTYPE": "int8"}),
                 ({**bf16[0], "name": "llama8b-bf16-compiled-again"}, base),
             ]
         if group == "llama-awq":
@@ -280,8 +295,7 @@ def main() -> None:
             else:
                 summaries.append(bench_one(spec, folder, out, levels))
         except Exception as e:  # noqa: BLE001 - one failed configuration must not lose the others
-            summaries.append({"name": spec["name"], "error": f"{type(e).__name__}: {str(e)[-1500:]}"})
-            print("FAILED", spec["name"], str(e)[-1500:], flush=True)
+            summaries.append(failed_run(spec["name"], e))
         doc = {"date": time.strftime("%Y-%m-%d"), "gpu": gpu_name(), "command": " ".join(sys.argv),
                "runs": summaries, "comparisons": add_comparisons(summaries)}
         suffix = f"-{'-'.join(sorted(only))}" if only else ""

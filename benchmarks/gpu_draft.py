@@ -34,7 +34,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
-from gpu_bench import bench_one, gpu_name, runs, text_equality  # noqa: E402
+from gpu_bench import bench_one, failed_run, gpu_name, runs, text_equality  # noqa: E402
 from jupyter_ext.recipes import load_recipe  # noqa: E402
 from jupyter_ext.techniques.draft_train import trained_draft  # noqa: E402
 from jupyter_ext.techniques.speculative import DraftTraining  # noqa: E402
@@ -80,8 +80,7 @@ def main() -> None:
         try:
             doc["runs"].append(bench_one(spec, target, out, levels, draft_path=draft_path))
         except Exception as e:  # noqa: BLE001 - one failed configuration must not lose the others
-            doc["runs"].append({"name": spec["name"], "error": f"{type(e).__name__}: {str(e)[-1500:]}"})
-            print("FAILED", spec["name"], str(e)[-1500:], flush=True)
+            doc["runs"].append(failed_run(spec["name"], e))
         doc["comparisons"] = comparisons(doc["runs"])
         save()
     print(json.dumps(doc.get("comparisons"), default=str)[:2000], flush=True)

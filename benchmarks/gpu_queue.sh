@@ -8,7 +8,9 @@
 # Entries (default: the third sitting's train plain draft ngram atomic):
 #   train plain draft ngram suffix   SmolLM2 arms of benchmarks/gpu_draft.py (suffix needs
 #                                    `bash benchmarks/gpu_suffix.sh build` first)
-#   bf16 marlin fp8 atomic w4a8      Llama-3-8B-shape arms of gpu_bench.py's "stacks" group
+#   bf16 marlin fp8 atomic w4a8 w4a8i  Llama-3-8B-shape arms of gpu_bench.py's "stacks" group
+#                                    (w4a8: fp8 activations, which vLLM 0.24 refuses on SM90;
+#                                    w4a8i: int8 activations)
 # The machine goes back after 30 s idle (status: idle_release_s): issue the collect calls back to
 # back, with no local step between them, or the next call finds a fresh machine and no queue.
 set -uo pipefail
@@ -25,7 +27,8 @@ start)
     [marlin]="benchmarks/gpu_bench.py --group stacks --only llama8b-awq-marlin-fp8kv"
     [fp8]="benchmarks/gpu_bench.py --group stacks --only llama8b-fp8-fp8kv"
     [atomic]="benchmarks/gpu_bench.py --group stacks --only llama8b-awq-marlin-atomic-fp8kv"
-    [w4a8]="benchmarks/gpu_bench.py --group stacks --only llama8b-awq-marlin-w4a8-fp8kv")
+    [w4a8]="benchmarks/gpu_bench.py --group stacks --only llama8b-awq-marlin-w4a8-fp8kv"
+    [w4a8i]="benchmarks/gpu_bench.py --group stacks --only llama8b-awq-marlin-w4a8int8-fp8kv")
   entries="${*:2}"; entries="${entries:-train plain draft ngram atomic}"
   queue=""
   for e in $entries; do

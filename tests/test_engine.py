@@ -175,3 +175,32 @@ def test_a_server_start_and_stop_are_logged(tmp_path, caplog):
     text = caplog.text
     assert f"started vLLM server pid {srv.pid} on http://127.0.0.1:{port}" in text
     assert f"pid {srv.pid} ready after" in text and f"stopping vLLM server pid {srv.pid}" in text
+
+
+VLLM_START_FAILURE_LOG = """\
+(EngineCore pid=901) INFO 12-05 05:45:30 [core.py:100] Initializing a V1 LLM engine (v0.24.0)
+(EngineCore pid=901) ERROR 12-05 05:45:38 [core.py:900] EngineCore failed to start.
+(EngineCore pid=901) Traceback (most recent call last):
+(EngineCore pid=901)   File "/root/vllm-site/vllm/model_executor/layers/quantization/utils/marlin_utils.py", line 615, in get_marlin_input_dtype
+(EngineCore pid=901) ValueError: Marlin W4A8-FP8 only support SM89 or SM12x device (It is slower than Marlin W4A16 on other devices).
+""" + '(APIServer pid=845)   File "/root/vllm-site/vllm/v1/engine/utils.py", line 1213, in launch_core_engines\n' * 40 + """\
+(APIServer pid=845) RuntimeError: Engine core initialization failed. See root cause above. Failed core proc(s): {}
+"""
+
+
+def test_a_start_failure_names_the_engines_own_exception_not_vllms_wrapper(tmp_path):
+    from jupyter_ext.engine.server import _start_failure, log_root_cause
+
+    log = tmp_path / "server.log"
+    log.write_text(VLLM_START_FAILURE_LOG)
+    assert log_root_cause(log) == ("ValueError: Marlin W4A8-FP8 only support SM89 or SM12x device "
+                                   "(It is slower than Marlin W4A16 on other devices).")
+    err = _start_failure("the server exited with code 1 before it was ready.", log)
+    assert isinstance(err, EngineStartError)
+    first_lines = str(err).splitlines()[:2]
+    assert first_lines[1].startswith("Cause, from the log: ValueError: Marlin W4A8-FP8")
+    # the 30-line tail alone would not hold it
+    assert "Marlin W4A8-FP8" not in str(err).split("Last lines of", 1)[1]
+    log.write_text("INFO nothing failed here\n")
+    assert log_root_cause(log) is None and "Cause" not in str(_start_failure("x", log))
+    assert log_root_cause(tmp_path / "missing.log") is None

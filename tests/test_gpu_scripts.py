@@ -51,3 +51,41 @@ def test_the_gpu_suffix_build_uses_the_arctic_inference_pin_of_the_cpu_machine()
     version = next(line.split("=", 1)[1].split()[0] for line in script.splitlines() if line.startswith("VERSION="))
     assert ARCTIC_INFERENCE_PIN == f"arctic-inference=={version}"
     assert f'"arctic-inference=={version}"' in (ROOT / "setup.sh").read_text()
+
+
+def test_every_queue_entry_names_an_arm_its_script_has(monkeypatch, tmp_path):
+    # a misspelt --only runs nothing on the GPU host and costs the sitting's device time
+    import re
+
+    monkeypatch.setenv("JUPYTER_OPTIMIZE_CACHE", str(tmp_path))
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    import gpu_bench
+    import gpu_draft
+    from jupyter_ext.techniques.speculative import DraftTraining
+
+    names = {"gpu_bench.py": {spec["name"] for g in ("stacks", "llama", "llama-awq") for spec, _ in gpu_bench.runs(g)},
+             "gpu_draft.py": {spec["name"] for spec, _ in gpu_draft.arms(3, DraftTraining().model_dump(), None)}}
+    queue = (ROOT / "benchmarks" / "gpu_queue.sh").read_text()
+    entries = re.findall(r'\[(\w+)\]="benchmarks/(gpu_\w+\.py) ([^"]*)"', queue)
+    assert {e for e, _, _ in entries} >= {"bf16", "marlin", "fp8", "atomic", "w4a8", "w4a8i", "plain", "suffix"}
+    for entry, script, argv in entries:
+        only = re.search(r"--only (\S+)", argv)
+        if only:
+            assert only.group(1) in names[script], (entry, only.group(1))
+    sys.modules.pop("gpu_draft", None)
+    sys.modules.pop("gpu_bench", None)
+
+
+def test_a_failed_gpu_run_keeps_the_engines_cause_ahead_of_a_long_traceback(monkeypatch, capsys):
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    import gpu_bench
+    from jupyter_ext.errors import EngineStartError
+
+    e = EngineStartError("the server exited with code 1 before it was ready.\n"
+                         "Cause, from the log: ValueError: Marlin W4A8-FP8 only support SM89 or SM12x device\n"
+                         + "(APIServer pid=845)   File \"x.py\", line 1, in f\n" * 200)
+    row = gpu_bench.failed_run("w4a8", e)
+    assert row["name"] == "w4a8" and len(row["error"]) < 1600
+    assert "Marlin W4A8-FP8 only support SM89" in row["error"]
+    assert "FAILED w4a8" in capsys.readouterr().out
+    sys.modules.pop("gpu_bench", None)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -46,6 +47,34 @@ def log_tail(path: Path, lines: int = 30) -> str:
             return "".join(deque(f, maxlen=lines))
     except OSError:
         return "(no log)"
+
+
+# vLLM's API server ends a failed start with its own "Engine core initialization failed. See
+# root cause above", and the cause (the engine process's exception) is often more than 30 lines
+# higher, above the API server's traceback. These lines are the exceptions, minus that wrapper.
+_EXCEPTION_LINE = re.compile(r"^(?:\([^)]*\)\s*)?((?:[A-Za-z_][\w.]*\.)?[A-Z]\w*(?:Error|Exception)): (.+)$")
+_WRAPPERS = ("Engine core initialization failed", "Engine process failed to start")
+
+
+def log_root_cause(path: Path) -> str | None:
+    """The last exception line in a server log that is not vLLM's start-failed wrapper, as
+    'TypeName: message' (the engine process's prefix such as '(EngineCore pid=1)' removed)."""
+    try:
+        with open(path, "r", errors="replace") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    for line in reversed(lines):
+        m = _EXCEPTION_LINE.match(line.strip())
+        if m and not any(w in m.group(2) for w in _WRAPPERS):
+            return f"{m.group(1)}: {m.group(2)}"
+    return None
+
+
+def _start_failure(what: str, log_path: Path) -> EngineStartError:
+    cause = log_root_cause(log_path)
+    cause_line = f"Cause, from the log: {cause}\n" if cause else ""
+    return EngineStartError(f"{what}\n{cause_line}Last lines of {log_path}:\n{log_tail(log_path)}")
 
 
 def http_ok(url: str, timeout: float = 2.0) -> bool:
@@ -108,17 +137,16 @@ class LocalServer:
         deadline = self.started_at + self.start_timeout_s
         while True:
             if self.process.poll() is not None:
-                raise EngineStartError(
-                    f"the server exited with code {self.process.returncode} before it was ready.\n"
-                    f"Last lines of {self.log_path}:\n{log_tail(self.log_path)}")
+                raise _start_failure(
+                    f"the server exited with code {self.process.returncode} before it was ready.", self.log_path)
             if http_ok(f"{self.base_url}{self.health_path}"):
                 self.ready_after_s = time.monotonic() - self.started_at
                 logger.info("vLLM server pid %d ready after %.1f s", self.process.pid, self.ready_after_s)
                 return
             if time.monotonic() > deadline:
-                raise EngineStartError(
+                raise _start_failure(
                     f"the server was not healthy after {self.start_timeout_s:.0f} s (raise "
-                    f"start_timeout_s if the host is slow).\nLast lines of {self.log_path}:\n{log_tail(self.log_path)}")
+                    f"start_timeout_s if the host is slow).", self.log_path)
             if on_wait:
                 on_wait(time.monotonic() - self.started_at)
             time.sleep(0.5)
