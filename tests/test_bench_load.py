@@ -99,6 +99,9 @@ def test_warmup_and_cooldown_are_left_out_and_counted(schedule_server_factory, t
     ({"workload_shape": "multi-turn", "request_rate": 2.0}, "closed loop"),
     ({"turns": 0}, "turns"),
     ({"shared_prefix": -1}, "shared prefix"),
+    ({"ramp_up_s": -1.0}, "--ramp-up takes seconds >= 0"),
+    ({"ramp_up_s": float("inf")}, "--ramp-up takes seconds >= 0"),
+    ({"ramp_up_s": 2.0, "request_rate": [1.0, 2.0]}, "arrivals are already spread"),
     ({"workload_shape": "multi-turn", "dataset": "EXAMPLE"}, "dataset's rows are sent as they are"),
     ({"shared_prefix": 50, "dataset": "EXAMPLE"}, "dataset's rows are sent as they are"),
 ])
@@ -217,3 +220,29 @@ def test_sweep_with_repeats_sends_fresh_prompts_to_every_level_repeat_and_warmup
     assert len({json.dumps(b["messages"]) for b in got}) == len(got)  # no prompt was sent twice
     indices = [s.prompt_index for lv in r.levels for s in lv.samples]
     assert len(set(indices)) == len(indices) == 24
+
+
+def test_ramp_up_starts_the_users_evenly_instead_of_at_once(schedule_server_factory, tmp_path):
+    srv = schedule_server_factory(ttft_ms=800, itl_ms=1)  # longer than the ramp: each user sends one
+
+    def first_sends(**kw) -> list[float]:
+        r = run_benchmark(url=srv.base_url, results_dir=tmp_path, concurrency=[4], num_prompts=4, warmup=0,
+                          **TINY, **kw)
+        sent = sorted(s.sent_at for s in r.levels[0].samples)
+        assert len(sent) == 4 and r.levels[0].metrics.completed == 4
+        return [b - a for a, b in zip(sent, sent[1:])], r
+
+    at_once, _ = first_sends()
+    assert max(at_once) < 0.1
+    ramped, r = first_sends(ramp_up_s=0.6)  # user k starts k * 0.15 s after the first
+    assert all(0.12 <= gap < 0.6 for gap in ramped), ramped
+    assert json.loads(open(r.path).read())["load"]["ramp_up_s"] == 0.6
+
+
+def test_ramp_up_reaches_the_cli(schedule_server_factory, tmp_path, capsys):
+    srv = schedule_server_factory(ttft_ms=2, itl_ms=1)
+    rc = main(["bench", "--url", srv.base_url, "--concurrency", "2", "--prompts", "2", "--max-tokens", "4",
+               "--ramp-up", "0.2", "--results-dir", str(tmp_path)])
+    assert rc == 0
+    saved = json.loads(next(tmp_path.glob("**/*.json")).read_text())
+    assert saved["load"]["ramp_up_s"] == 0.2

@@ -218,8 +218,9 @@ def test_bench_rates_from_the_magic(ip, schedule_server_factory):
     res = run(ip, f"bench --url {srv.base_url} --rate 30,60 --arrival constant --cooldown 1 {SMALL}")
     assert [(lv.request_rate, lv.arrival, lv.cooldown_excluded) for lv in res.levels] == [
         (30.0, "constant", 1), (60.0, "constant", 1)]
-    swept = run(ip, f"bench --url {srv.base_url} --sweep 2 {SMALL}")
+    swept = run(ip, f"bench --url {srv.base_url} --sweep 2 --ramp-up 0.1 {SMALL}")
     assert [lv.kind for lv in swept.levels] == ["saturation", "rate", "rate"] and swept.saturation
+    assert swept.load_settings["ramp_up_s"] == 0.1  # the sweep's closed-loop saturation level ramps
 
 
 def test_serve_tracks_the_server_bench_reuses_it_and_stop_ends_it(ip, monkeypatch, tmp_path):

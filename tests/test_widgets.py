@@ -196,7 +196,7 @@ def test_bench_panel_runs_cooldown_and_multi_turn(tmp_path, schedule_server_fact
     small(bench, srv.base_url, levels="2", max_tokens=4)
     assert (bench.cooldown.value, bench.shape.value, bench.shared_prefix.value) == (0, "single", 0)
     assert bench.turns.disabled  # turns mean nothing for single prompts
-    bench.cooldown.value, bench.shared_prefix.value = 1, 40
+    bench.cooldown.value, bench.shared_prefix.value, bench.ramp_up.value = 1, 40, 0.1
     bench.shape.value, bench.turns.value = "multi-turn", 2
     assert not bench.turns.disabled
     bench.run.click()
@@ -204,9 +204,10 @@ def test_bench_panel_runs_cooldown_and_multi_turn(tmp_path, schedule_server_fact
     lv = res.levels[0]
     assert res.status == "complete" and lv.cooldown_excluded == 1 and lv.metrics.completed == 3
     assert sorted(s.turn for s in lv.samples) == [0, 0, 1, 1] and res.workload["shape_turns"] == 2
-    assert res.workload["shared_prefix_tokens"] == 40
+    assert res.workload["shared_prefix_tokens"] == 40 and res.load_settings["ramp_up_s"] == 0.1
     wait_until(lambda: not bench.run.disabled, 10, "Run to be enabled again")
     finished = bench.job
+    bench.ramp_up.value = 0  # (a ramp at a --rate is refused first, with its own message)
     bench.rate.value = "5"  # multi-turn is a closed loop: the core's error shows, nothing starts
     bench.run.click()
     assert bench.job is finished and "closed loop" in bench.message.text

@@ -87,6 +87,9 @@ class BenchmarkPanel(W.VBox):
         self.cooldown = W.BoundedIntText(value=field_default(Load, "cooldown"), min=0, max=10000,
                                          description="cooldown", tooltip="leave each level's last N completions out "
                                          "of its metrics (counted in the result)", **wide)
+        self.ramp_up = W.BoundedFloatText(value=field_default(Load, "ramp_up_s"), min=0, max=3600,
+                                          description="ramp-up s", tooltip="start a closed-loop level's users "
+                                          "evenly over this many seconds (0: all at once)", **wide)
         self.shape = W.Dropdown(options=list(WORKLOAD_SHAPES), value=field_default(Workload, "workload_shape"),
                                 description="shape", tooltip="multi-turn: each simulated user holds a conversation "
                                 "(every prompt carries the earlier turns and the actual replies)", **wide)
@@ -130,11 +133,12 @@ class BenchmarkPanel(W.VBox):
                        (self.url, "jo-url"), (self.concurrency, "jo-concurrency"), (self.rate, "jo-rate"),
                        (self.arrival, "jo-arrival"), (self.sweep, "jo-sweep"), (self.dataset, "jo-dataset"),
                        (self.slo, "jo-slo"), (self.report, "jo-report"), (self.cooldown, "jo-cooldown"),
+                       (self.ramp_up, "jo-ramp-up"),
                        (self.shape, "jo-shape"), (self.turns, "jo-turns"), (self.sagemaker, "jo-sagemaker"),
                        (self.sessions, "jo-sessions"), (self.adapters, "jo-adapters")):
             w.add_class(cls)
         settings = [W.HBox([self.concurrency, self.prompts]), W.HBox([self.max_tokens, self.input_scale]),
-                    W.HBox([self.rate, self.arrival, self.sweep]), W.HBox([self.cooldown, self.shared_prefix]),
+                    W.HBox([self.rate, self.arrival, self.sweep]), W.HBox([self.cooldown, self.ramp_up, self.shared_prefix]),
                     W.HBox([self.workload, self.shape, self.turns]), W.HBox([self.adapters, self.adapter_skew]),
                     self.dataset, self.url, W.HBox([self.sagemaker, self.sessions]),
                     self.instance, self.slo, self.repeats]
@@ -175,6 +179,7 @@ class BenchmarkPanel(W.VBox):
                                     input_scale=self.input_scale.value, instance=self.instance.value,
                                     request_rate=parse_rates(self.rate.value), arrival=self.arrival.value,
                                     sweep_rates=self.sweep.value or None, cooldown=self.cooldown.value,
+                                    ramp_up_s=self.ramp_up.value,
                                     workload_shape=self.shape.value, turns=self.turns.value,
                                     shared_prefix=self.shared_prefix.value,
                                     workload=self.workload.value, dataset=self.dataset.value.strip() or None,

@@ -44,7 +44,7 @@ def run_benchmark(recipe: Recipe | str | None = None, *, server=None, progress: 
     `endpoint`. `options` are the flat keywords of `BenchSpec.of` (concurrency, num_prompts,
     max_tokens, input_scale, workload ("copy" or "open"), dataset (a file's path), dataset_sample,
     dataset_column, request_rate (one rate or a list), arrival, sweep_rates, warmup, cooldown,
-    max_failed_share, repeats, slo, workload_shape, turns, shared_prefix, instance, discount,
+    ramp_up_s, max_failed_share, repeats, slo, workload_shape, turns, shared_prefix, instance, discount,
     results_dir, name, api, seed, tokenizer_path, ignore_eos, extra_body, sessions, ...); they are
     checked (a dataset file read and every row checked) before anything starts. An endpoint
     that cannot work raises its named error at the first request; a level over

@@ -145,13 +145,25 @@ def _not_sent(prompt, first: int, last: int, record: Record, why: str, kind: str
                              finished_at=time.perf_counter(), model=prompt.model))
 
 
+async def _ramp_wait(delay_s: float, guard: Guard) -> None:
+    """Sleep `delay_s`, in short steps so that a halt (Ctrl-C, the server gone) ends it."""
+    until = time.perf_counter() + delay_s
+    while not guard.halted and (left := until - time.perf_counter()) > 0:
+        await asyncio.sleep(min(left, 0.05))
+
+
 async def closed_loop(session, endpoint: Endpoint, workload: Workload, items: list[int], c: int,
-                      max_tokens: int | None, guard: Guard, record: Record) -> None:
+                      max_tokens: int | None, guard: Guard, record: Record, ramp_up_s: float = 0.0) -> None:
+    """`c` users, each sending its next request when its reply has arrived; user k starts
+    k * ramp_up_s / c seconds after the first (all at once when 0)."""
     queue = list(reversed(items))
     bodies = first_bodies(endpoint, workload, items, max_tokens)
     decoding: list[asyncio.Future] = []
+    users = min(c, len(items))
 
-    async def worker() -> None:
+    async def worker(k: int) -> None:
+        if ramp_up_s and k:
+            await _ramp_wait(k * ramp_up_s / users, guard)
         while queue and not guard.halted:
             rest = await _conversation(session, endpoint, workload, queue.pop(), max_tokens, guard, record,
                                        bodies=bodies)
@@ -159,7 +171,7 @@ async def closed_loop(session, endpoint: Endpoint, workload: Workload, items: li
                 decoding.append(asyncio.ensure_future(rest))
 
     try:
-        await asyncio.gather(*(worker() for _ in range(min(c, len(items)))))
+        await asyncio.gather(*(worker(k) for k in range(users)))
     finally:
         await asyncio.gather(*decoding)
 
@@ -210,13 +222,14 @@ async def open_loop(session, endpoint: Endpoint, workload: Workload, items: list
 async def run_level(endpoint: Endpoint, workload: Workload, c: int, n: int, warmup: int, guard: Guard,
                     request_rate: float | None = None, arrival: str = "poisson", seed: int = 0,
                     on_done: Record | None = None, block: tuple[list[int], list[int]] | None = None,
-                    ) -> tuple[list[RequestSample], list[RequestSample], float]:
+                    ramp_up_s: float = 0.0) -> tuple[list[RequestSample], list[RequestSample], float]:
     """Warm up (short requests), then measure one level: (measured samples, warm-up samples,
     the measured part's start on the monotonic clock). `n` counts requests; a multi-turn level
     sends whole conversations, so it is rounded up to a multiple of the turns. `block` gives
     the (warm-up, measured) prompt indices (`SweepSpec.block`: fresh ones for every level);
     a multi-turn level opens its conversations on the first measured ones. Without it the
-    level sends the first prompts, warm-ups among them."""
+    level sends the first prompts, warm-ups among them. `ramp_up_s` spreads the start of a
+    closed-loop level's users (`closed_loop`); warm-ups start at once."""
     turns = 1 + (len(workload.followups[0]) if workload.followups else 0)
     samples: list[RequestSample] = []
     warm: list[RequestSample] = []
@@ -246,7 +259,7 @@ async def run_level(endpoint: Endpoint, workload: Workload, c: int, n: int, warm
             return samples, warm, t0
         rec = keep(samples, on_done)
         if request_rate is None:
-            await closed_loop(session, endpoint, workload, items, c, None, guard, rec)
+            await closed_loop(session, endpoint, workload, items, c, None, guard, rec, ramp_up_s)
         else:
             await open_loop(session, endpoint, workload, items, c, request_rate, arrival, seed,
                             None, guard, rec)

@@ -84,7 +84,10 @@ class Load:
     (the highest concurrency then caps what is in flight). `sweep_rates=N` first measures the
     saturation throughput (closed loop at the highest concurrency), then N rates evenly up to
     it. `warmup` requests before each level and the last `cooldown` completions of it are
-    left out of its metrics (and counted in the result). A level where more than
+    left out of its metrics (and counted in the result). `ramp_up_s` starts a closed-loop
+    level's users evenly over that many seconds instead of all at once (Locust's spawn rate,
+    k6's ramping VUs): requests of equal length then stop finishing, and arriving, in lock-step
+    waves. A level where more than
     `max_failed_share` of its requests failed is marked failed. `repeats` runs every level
     (a sweep's saturation level too) that many times, each on fresh prompts."""
 
@@ -95,6 +98,7 @@ class Load:
     arrival: str = "poisson"
     sweep_rates: int | None = None
     cooldown: int = 0
+    ramp_up_s: float = 0.0            # closed loop: start the users evenly over this many seconds
     max_failed_share: float = 0.5
     repeats: int = 1                  # runs of every level (fresh prompts each); >1 adds 95% intervals
 
@@ -122,7 +126,7 @@ class Load:
                          request_rate=self.request_rate if not isinstance(self.request_rate, tuple) else None,
                          rates=self.rates if isinstance(self.request_rate, tuple) else [],
                          arrival=self.arrival, sweep_rates=self.sweep_rates, cooldown=self.cooldown,
-                         max_failed_share=self.max_failed_share, seed=seed, at_least=rows, repeats=self.repeats)
+                         ramp_up_s=self.ramp_up_s, max_failed_share=self.max_failed_share, seed=seed, at_least=rows, repeats=self.repeats)
 
 
 @dataclass(frozen=True)

@@ -57,6 +57,7 @@ class SweepSpec:
     arrival: str = "poisson"
     sweep_rates: int | None = None
     cooldown: int = 0
+    ramp_up_s: float = 0.0  # closed-loop levels: users start evenly over this many seconds
     max_failed_share: float = 0.5
     at_least: int = 0
     repeats: int = 1  # runs of every level, each on prompts of its own
@@ -87,6 +88,13 @@ class SweepSpec:
         if short:
             raise BenchError(f"--cooldown {self.cooldown} leaves nothing to measure at concurrency {short[0]} "
                              f"({self.requests_at(short[0])} requests); lower it or raise --prompts")
+        if isinstance(self.ramp_up_s, bool) or not isinstance(self.ramp_up_s, (int, float)) \
+                or not 0 <= self.ramp_up_s < math.inf:
+            raise BenchError(f"--ramp-up takes seconds >= 0 over which a closed-loop level starts its users "
+                             f"(got {self.ramp_up_s!r})")
+        if self.ramp_up_s and not any(rate is None for _, rate, _ in self.plan()):
+            raise BenchError("--ramp-up spreads the start of closed-loop levels; every level here runs at a "
+                             "--rate, whose arrivals are already spread: drop --ramp-up")
         if not 0 <= self.max_failed_share <= 1:
             raise BenchError(f"max failed share must be in [0, 1] (got {self.max_failed_share})")
 
@@ -127,7 +135,7 @@ class SweepSpec:
 
     def describe(self) -> dict:
         """The load settings recorded with the result."""
-        return {"arrival": self.arrival, "warmup": self.warmup, "cooldown": self.cooldown,
+        return {"arrival": self.arrival, "warmup": self.warmup, "cooldown": self.cooldown, "ramp_up_s": self.ramp_up_s,
                 "max_failed_share": self.max_failed_share, "sweep_rates": self.sweep_rates,
                 "cap": self.cap if (self.rates or self.sweep_rates) else None, "repeats": self.repeats}
 
@@ -267,7 +275,8 @@ def _measure_level(endpoint: Endpoint, workload: Workload, spec: SweepSpec, inde
     text_before = scrape_metrics_text(endpoint.base_url)
     opened_before = endpoint.sessions.counts() if endpoint.sessions is not None else None
     samples, warm, t0 = eventloop.run(run_level(endpoint, workload, c, spec.requests_at(c), spec.warmup_at(c), guard,
-                                              rate, spec.arrival, spec.seed, on_done, spec.block(index, repeat)))
+                                              rate, spec.arrival, spec.seed, on_done, spec.block(index, repeat),
+                                              ramp_up_s=spec.ramp_up_s))
     text_after = scrape_metrics_text(endpoint.base_url)
     sessions = level_sessions(opened_before, endpoint.sessions.counts()) if opened_before is not None else None
     before, after = spec_counters_in(text_before), spec_counters_in(text_after)

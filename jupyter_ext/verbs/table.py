@@ -154,6 +154,9 @@ BENCH_OPTIONS = (
     Opt(("--warmup",), "warm-up requests per level, left out of its metrics (default one per slot)", type=int),
     Opt(("--cooldown",), "leave each level's last N completions out of its metrics (counted in the result)",
         type=int, default=_d(Load, "cooldown")),
+    Opt(("--ramp-up",), "seconds over which a closed-loop level starts its users (default 0: all at once; "
+        "breaks lock-step waves of equal-length requests)", dest="ramp_up_s", type=float,
+        default=_d(Load, "ramp_up_s")),
     Opt(("--max-failed-share",), "a level with a larger share of failed requests is marked failed (exit code 1)",
         type=float, default=_d(Load, "max_failed_share")),
     Opt(("--workload-shape",), "single requests, or multi-turn conversations (each turn carries the earlier "
