@@ -37,6 +37,8 @@ sys.path.insert(0, str(HERE.parent))
 from gpu_bench import bench_one, failed_run, gpu_name, runs, text_equality  # noqa: E402
 from jupyter_ext.recipes import load_recipe  # noqa: E402
 from jupyter_ext.techniques.draft_train import trained_draft  # noqa: E402
+from jupyter_ext.techniques.eagle_head import EagleHeadTraining  # noqa: E402
+from jupyter_ext.techniques.eagle_train import trained_eagle_head  # noqa: E402
 from jupyter_ext.techniques.speculative import DraftTraining  # noqa: E402
 
 
@@ -50,6 +52,10 @@ def main() -> None:
     ap.add_argument("--k", type=int, default=3)
     ap.add_argument("--levels", default="1,16,64")
     ap.add_argument("--skip-bench", action="store_true")
+    ap.add_argument("--head", choices=["draft", "eagle"], default="draft",
+                    help="with --skip-bench: train the draft model (default) or the EAGLE head (recipes/eagle.yaml's "
+                         "trainer) on the same teacher set")
+    ap.add_argument("--lr", type=float, default=None, help="learning rate (default: the recipe's)")
     ap.add_argument("--only", default="", help="comma-separated arm names (default: all four)")
     ap.add_argument("--combine", nargs="*", default=None, help="gpu_draft.json files to merge")
     a = ap.parse_args()
@@ -58,8 +64,9 @@ def main() -> None:
     if a.combine is not None:
         return combine([Path(f) for f in a.combine], out)
     target = Path(os.path.expanduser("~/st/smollm2"))
-    settings = DraftTraining(prompts=a.prompts, steps=a.steps, batch_size=a.batch_size,
-                             heldout_prompts=a.heldout).model_dump()
+    kind = EagleHeadTraining if a.head == "eagle" else DraftTraining
+    settings = kind(prompts=a.prompts, steps=a.steps, batch_size=a.batch_size, heldout_prompts=a.heldout,
+                    **({"lr": a.lr} if a.lr else {})).model_dump()
     doc: dict = {"date": time.strftime("%Y-%m-%d"), "gpu": gpu_name(), "command": " ".join(sys.argv), "runs": []}
 
     def save() -> None:
@@ -101,7 +108,8 @@ def arms(k: int, settings: dict, draft: Path | None) -> list[tuple[dict, str | N
 def train(a: argparse.Namespace, target: Path, settings: dict, doc: dict) -> Path:
     """The trained draft (from the cache when an earlier call trained it), its record in doc."""
     t = time.monotonic()
-    draft = trained_draft(target, settings, a.k, Path(os.environ.get("JUPYTER_OPTIMIZE_CACHE", "/tmp/jo")))
+    make = trained_eagle_head if a.head == "eagle" else trained_draft
+    draft = make(target, settings, a.k, Path(os.environ.get("JUPYTER_OPTIMIZE_CACHE", "/tmp/jo")))
     doc["training"] = {**json.loads((draft / "training.json").read_text()), "wall_s": time.monotonic() - t,
                        "draft_mb": sum(f.stat().st_size for f in draft.iterdir()) / 2**20}
     print("TRAINED", json.dumps(doc["training"]["training"], default=str)[:1500], flush=True)
