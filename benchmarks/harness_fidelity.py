@@ -92,11 +92,13 @@ def pct(values) -> dict:
     return {"p50": round(p.p50 * 1e3, 3), "p99": round(p.p99 * 1e3, 3)}
 
 
-def ours(url: str, c: int, n: int, max_tokens: int, ttft_s: float, itl_s: float, tmp: str) -> dict:
+def ours(url: str, c: int, n: int, max_tokens: int, ttft_s: float, itl_s: float, tmp: str,
+         ramp_up_s: float = 0.0) -> dict:
     """Our client's error = measured - scheduled (ms, p50 and p99), and its split into the
-    server's part and the client's own (`split_error`)."""
+    server's part and the client's own (`split_error`). `ramp_up_s` starts the c streams evenly
+    over that many seconds (bench --ramp-up) instead of in one lock-step wave."""
     r = run_benchmark(url=url, concurrency=[c], num_prompts=n, max_tokens=max_tokens, warmup=None,
-                      input_scale=0.2, results_dir=tmp, progress=False)
+                      input_scale=0.2, results_dir=tmp, progress=False, ramp_up_s=ramp_up_s)
     ok = [s for s in r.levels[0].samples if s.ok]
     split = [x for x in (split_error(s, ttft_s, itl_s) for s in ok) if x is not None]
     ttft_client = [x["client_late"][0] for x in split]
@@ -150,6 +152,10 @@ def main() -> None:
     ap.add_argument("--no-vllm", action="store_true", help="skip vLLM's client")
     ap.add_argument("--server", choices=("lean", "aiohttp"), default="lean", help="the stand-in server")
     ap.add_argument("--spin-us", type=float, default=1000.0, help="the lean server polls this long before a deadline")
+    ap.add_argument("--ramp-up", type=float, default=0.0,
+                    help="our client starts its streams evenly over this many seconds (bench --ramp-up; default 0: "
+                         "all at once, so equal-length requests arrive in lock-step waves)")
+    ap.add_argument("--per-stream", type=int, default=2, help="requests per stream and level (at least 16 in all)")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--out", default=str(HERE / "results" / "harness_fidelity.json"))
     a = ap.parse_args()
@@ -163,10 +169,10 @@ def main() -> None:
     try:
         with tempfile.TemporaryDirectory() as tmp:
             for c in sorted(set(levels) | set(search)):
-                n = max(16, 2 * c)
+                n = max(16, a.per_stream * c)
                 server_lateness(url)
-                row = {"concurrency": c, "requests": n, "ours": ours(url, c, n, a.max_tokens, a.ttft_ms / 1e3,
-                                                                    a.itl_ms / 1e3, tmp)}
+                row = {"concurrency": c, "requests": n, "ramp_up_s": a.ramp_up,
+                       "ours": ours(url, c, n, a.max_tokens, a.ttft_ms / 1e3, a.itl_ms / 1e3, tmp, a.ramp_up)}
                 row["server_late_ours"] = server_lateness(url)
                 row["within_goal"] = within(row["ours"])
                 if c in levels and not a.no_vllm:
@@ -183,6 +189,7 @@ def main() -> None:
     result = {"command": " ".join(["python", "benchmarks/harness_fidelity.py", *sys.argv[1:]]),
               "date": time.strftime("%Y-%m-%d"), "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
               "schedule": {"ttft_ms": a.ttft_ms, "itl_ms": a.itl_ms, "max_tokens": a.max_tokens},
+              "load": {"ramp_up_s": a.ramp_up, "requests_per_stream": a.per_stream},
               "server": {"kind": a.server, "spin_us": a.spin_us if a.server == "lean" else None},
               "criterion": ("largest concurrency whose TTFT and ITL errors are within |p50| <= 1 ms and p99 <= 5 ms; "
                             "'total': measured - scheduled; 'client': the client's own lateness (its read stamp - "
