@@ -56,6 +56,7 @@ def main() -> None:
                     help="with --skip-bench: train the draft model (default) or the EAGLE head (recipes/eagle.yaml's "
                          "trainer) on the same teacher set")
     ap.add_argument("--lr", type=float, default=None, help="learning rate (default: the recipe's)")
+    ap.add_argument("--unroll", type=int, default=1, help="--head eagle: passes on its own fed-back features")
     ap.add_argument("--only", default="", help="comma-separated arm names (default: all four)")
     ap.add_argument("--combine", nargs="*", default=None, help="gpu_draft.json files to merge")
     a = ap.parse_args()
@@ -66,7 +67,7 @@ def main() -> None:
     target = Path(os.path.expanduser("~/st/smollm2"))
     kind = EagleHeadTraining if a.head == "eagle" else DraftTraining
     settings = kind(prompts=a.prompts, steps=a.steps, batch_size=a.batch_size, heldout_prompts=a.heldout,
-                    **({"lr": a.lr} if a.lr else {})).model_dump()
+                    **({"lr": a.lr} if a.lr else {}), **({"unroll": a.unroll} if a.head == "eagle" else {})).model_dump()
     doc: dict = {"date": time.strftime("%Y-%m-%d"), "gpu": gpu_name(), "command": " ".join(sys.argv), "runs": []}
 
     def save() -> None:

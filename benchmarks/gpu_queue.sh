@@ -6,7 +6,8 @@
 #   bash benchmarks/gpu_queue.sh start [ENTRY ...]  # copies the repo to $HOME/repo, starts the queue
 #   bash benchmarks/gpu_queue.sh collect S          # waits up to S seconds, copies results to $OUT
 # Entries (default: the third sitting's train plain draft ngram atomic):
-#   bigeagle bigdraft                the EAGLE head / the draft trained on 8192 prompts (data scaling)
+#   bigeagle bigeagle2 bigdraft      the EAGLE head (bigeagle2: trained on its own fed-back features too) /
+#                                    the draft, trained on 8192 prompts (does acceptance scale with data?)
 #   train plain draft ngram suffix   SmolLM2 arms of benchmarks/gpu_draft.py (suffix needs
 #                                    `bash benchmarks/gpu_suffix.sh build` first)
 #   bf16 marlin fp8 atomic w4a8 w4a8i  Llama-3-8B-shape arms of gpu_bench.py's "stacks" group
@@ -21,6 +22,7 @@ start)
   declare -A ARMS=(   # entry -> script and arguments; every entry writes to --out $R/<entry>
     [train]="benchmarks/gpu_draft.py --skip-bench"
     [bigeagle]="benchmarks/gpu_draft.py --skip-bench --head eagle --prompts 8192 --steps 3000 --batch-size 32 --heldout 64"
+    [bigeagle2]="benchmarks/gpu_draft.py --skip-bench --head eagle --unroll 2 --prompts 8192 --steps 3000 --batch-size 32 --heldout 64"
     [bigdraft]="benchmarks/gpu_draft.py --skip-bench --prompts 8192 --steps 3000 --batch-size 32 --heldout 64"
     [plain]="benchmarks/gpu_draft.py --only smol-compiled"
     [draft]="benchmarks/gpu_draft.py --only smol-draft-trained-compiled"

@@ -198,3 +198,32 @@ def test_vllm_serves_the_head_through_its_eagle_method_and_greedy_outputs_equal_
     texts, stats = greedy_completions({"name": "eagle-head", "engine": engine, "speculative": spec}, prompts, 24)
     assert stats and stats["active"] and stats["draft_tokens"] > 0, stats
     assert texts == base
+
+
+def test_unrolled_training_feeds_the_head_its_own_output_as_it_drafts_later_positions(target, teacher):
+    """unroll=2: the second pass gets, at position p, the first pass's f_{p-1} (the head's guess
+    of h_p) in place of the target's h_p, and the reported KL averages both passes."""
+    import torch
+
+    samples, feats = teacher
+    head = init_head(target)
+    calls = []
+    forward = head.forward
+
+    def recording(tok, inp, pos):
+        out = forward(tok, inp, pos)
+        calls.append((inp.detach().clone(), out.detach().clone()))
+        return out
+
+    head.forward = recording
+    gen = torch.Generator().manual_seed(0)
+    loss1, kl1, _ = eagle_train.eagle_loss(head, samples["train"], feats["train"], [0, 1], gen, 1.0, unroll=1)
+    assert len(calls) == 1
+    calls.clear()
+    loss2, kl2, _ = eagle_train.eagle_loss(head, samples["train"], feats["train"], [0, 1],
+                                           torch.Generator().manual_seed(0), 1.0, unroll=2)
+    (inp1, out1), (inp2, _) = calls
+    assert torch.equal(inp2[:, 0], inp1[:, 0]) and torch.allclose(inp2[:, 1:], out1[:, :-1])
+    assert kl2 != kl1 and torch.isfinite(loss2)  # the untrained head's second pass sees h_{p-1}: a worse guess
+    loss2.backward()
+    assert head.fc.weight.grad is not None

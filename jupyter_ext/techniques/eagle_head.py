@@ -30,6 +30,8 @@ class EagleHeadTraining(Strict):
     lr: float = Field(5e-4, gt=0)
     batch_size: int = Field(4, gt=0)
     feature_weight: float = Field(1.0, ge=0, description="weight of the smooth-L1 feature regression vs the KL")
+    unroll: int = Field(1, ge=1, le=3, description="passes per step: 2 or 3 also train the head on its own fed-back "
+                                                   "features, as it drafts positions 2..k (EAGLE-3's training-time test)")
     seq_len: int = Field(240, gt=8, description="prompt tokens kept + new_tokens")
     new_tokens: int = Field(48, gt=0, description="tokens of the teacher's greedy answer per prompt")
     prompts: int = Field(256, gt=0, description="training prompts (a dataset may have fewer)")

@@ -200,25 +200,34 @@ def _batch(samples: list[dict], feats: list[Any], idx: list[int], device: Any):
 
 
 def eagle_loss(head: Any, samples: list[dict], feats: list[Any], idx: list[int], gen: Any,
-               feature_weight: float) -> tuple[Any, float, float]:
+               feature_weight: float, unroll: int = 1) -> tuple[Any, float, float]:
     """(loss, kl, feature loss): KL over the teacher's top-K where f_p predicts token p + 2
-    (teacher row p + 1) on the answer and CONTEXT_POSITIONS prompt rows, plus smooth L1 to h_{p+1}."""
+    (teacher row p + 1) on the answer and CONTEXT_POSITIONS prompt rows, plus smooth L1 to h_{p+1}.
+    With `unroll` > 1 the head runs again with its own previous output f_{p-1} in place of h_p
+    at every position (what it is fed when it drafts position 2, then 3), and the KL of every
+    pass is averaged: trained on teacher features alone, a head drifts once fed its own."""
     torch = _torch()
     device = head.fc.weight.device
     tok, inp, pos, tgt, mask = _batch(samples, feats, idx, device)
     f = head(tok, inp, pos)
     feat = torch.nn.functional.smooth_l1_loss(f[mask], tgt[mask])
-    rows, top_ids, top_lp = [], [], []
+    where, top_ids, top_lp = [], [], []
     for j, i in enumerate(idx):
         s, L = samples[i], len(samples[i]["ids"])
         context = torch.randperm(max(0, s["start"] - 2), generator=gen)[:CONTEXT_POSITIONS]
         p = torch.cat([torch.arange(max(0, s["start"] - 2), L - 2), context])
-        rows.append(f[j, p.to(device)])
+        where.append((j, p.to(device)))
         top_ids.append(s["top_ids"][p + 1].long())
         top_lp.append(s["top_logprobs"][p + 1].float())
-    logq = torch.log_softmax(head.logits(torch.cat(rows)), -1).gather(-1, torch.cat(top_ids).to(device))
+    top = torch.cat(top_ids).to(device)
     logp = torch.log_softmax(torch.cat(top_lp).to(device), -1)
-    kl = (logp.exp() * (logp - logq)).sum(-1).mean()
+    kls = []
+    for step in range(unroll):
+        if step:
+            f = head(tok, torch.cat([inp[:, :1], f[:, :-1]], 1), pos)
+        logq = torch.log_softmax(head.logits(torch.cat([f[j, p] for j, p in where])), -1).gather(-1, top)
+        kls.append((logp.exp() * (logp - logq)).sum(-1).mean())
+    kl = sum(kls) / len(kls)
     return kl + feature_weight * feat, kl.item(), feat.item()
 
 
@@ -270,7 +279,8 @@ def train_head(head: Any, samples: list[dict], feats: list[Any], settings: dict,
     """Train `head` for settings['steps'] steps, continuing from `checkpoint` if present;
     Ctrl-C saves a checkpoint and propagates (draft_train.resumable_training)."""
     def step_loss(idx: list[int], gen: Any) -> tuple[Any, dict[str, float]]:
-        loss, kl, feat = eagle_loss(head, samples, feats, idx, gen, settings["feature_weight"])
+        loss, kl, feat = eagle_loss(head, samples, feats, idx, gen, settings["feature_weight"],
+                                    settings.get("unroll", 1))
         return loss, {"loss": loss.item(), "kl": kl, "feat": feat}
 
     return resumable_training(head, list(head.parameters()), len(samples), settings, checkpoint, step_loss,
