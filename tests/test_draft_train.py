@@ -88,16 +88,21 @@ def test_the_draft_reads_every_format_bench_reads_with_the_same_errors(tmp_path)
     assert str(draft_err.value) == str(bench_err.value) and "line 2" in str(draft_err.value)
 
 
-def test_builtin_training_prompts_use_the_copy_workloads_questions():
+def test_builtin_training_prompts_take_the_shapes_of_both_workloads_alternately():
     from jupyter_ext.bench import workload
-    from jupyter_ext.store import prompt_templates
+    from jupyter_ext.store import prompt_templates as pt
 
-    assert workload.QUESTIONS is prompt_templates.QUESTIONS
+    assert workload.QUESTIONS is pt.QUESTIONS and workload.OPEN_QUESTIONS is pt.OPEN_QUESTIONS
     prompts = builtin_prompts(6, False, 400)
-    assert all(p[0]["content"] == prompt_templates.SYSTEM_PROMPT for p in prompts)
-    shapes = [re.compile(".*Question: " + re.escape(q).replace(re.escape("{topic}"), "[^`]+") + "$", re.S)
-              for q in prompt_templates.QUESTIONS]
-    assert all(any(shape.match(p[1]["content"]) for shape in shapes) for p in prompts)
+
+    def shapes(questions, prefix):
+        return [re.compile(prefix + re.escape(q).replace(re.escape("{topic}"), "[^`]+") + "$", re.S)
+                for q in questions]
+
+    copy, open_ = shapes(pt.QUESTIONS, ".*Question: "), shapes(pt.OPEN_QUESTIONS, "")
+    assert [p[0]["content"] for p in prompts] == [pt.SYSTEM_PROMPT, pt.OPEN_SYSTEM_PROMPT] * 3
+    assert all(any(s.match(p[1]["content"]) for s in copy) for p in prompts[0::2])
+    assert all(any(s.match(p[1]["content"]) for s in open_) for p in prompts[1::2])
 
 
 @pytest.mark.parametrize("lines, match", [
@@ -130,13 +135,18 @@ def test_dataset_on_prepare_needs_a_trained_draft_recipe(dataset):
         prepare(load_recipe("baseline"), dataset=dataset)
 
 
-def test_builtin_heldout_prompts_use_other_topics():
-    def topics(prompts):
-        questions = [p[1]["content"].rsplit("Question:", 1)[1] for p in prompts]
-        return {q.split("`")[1] for q in questions if "`" in q}
+def test_builtin_heldout_prompts_use_other_modules():
+    from jupyter_ext.store.passages import documentation_passages
+    from jupyter_ext.techniques.draft_data import _module_of
 
-    train, held = builtin_prompts(40, False, 300), builtin_prompts(20, True, 300)
-    assert len(train) == 40 and len(held) == 20 and not topics(train) & topics(held)
+    known = [m for m, _ in documentation_passages()]
+
+    def modules(prompts):
+        questions = [p[1]["content"].rsplit("Question:", 1)[-1] for p in prompts]
+        return {_module_of(q.split("`")[1], known) for q in questions if "`" in q}  # json.JSONDecoder -> json
+
+    train, held = builtin_prompts(80, False, 300), builtin_prompts(40, True, 300)
+    assert len(train) == 80 and len(held) == 40 and not modules(train) & modules(held)
 
 
 # -- acceptance -----------------------------------------------------------------------------

@@ -1,10 +1,13 @@
 """What a trained draft learns from: chat prompts, and the teacher's greedy answers to them.
 
 Prompts come from a dataset file (`read_prompt_dataset`: any file `bench --dataset`
-reads, by the same reader, store.dataset_rows) or, by default, from the built-in text
-(documentation passages of Python's standard library with one of the copy workload's
-questions, store.prompt_templates; held-out prompts use other modules than training
-prompts, so held-out acceptance is measured on topics never trained on).
+reads, by the same reader, store.dataset_rows) or, by default, from the built-in text in the
+shapes of both built-in workloads, alternately (store.prompt_templates): a documentation
+passage of Python's standard library with one of the copy workload's questions, and one of
+the open workload's questions about a documented topic, quoting nothing. (Until builtin-v3
+only the first shape was trained, and vLLM's acceptance of that draft on the open workload was
+under half its held-out figure.) Held-out prompts use other modules than training prompts, so
+held-out acceptance is measured on topics never trained on.
 
 The teacher (the recipe's target, fp32, transformers on CPU) answers every prompt greedily
 (`new_tokens` tokens, or fewer at its end-of-sequence token); one teacher-forced pass over
@@ -24,11 +27,12 @@ from typing import Any, Sequence
 
 from ..errors import DatasetError
 from ..store.dataset_rows import read_rows
-from ..store.prompt_templates import QUESTIONS, SYSTEM_PROMPT
+from ..store.prompt_templates import OPEN_QUESTIONS, OPEN_SYSTEM_PROMPT, QUESTIONS, SYSTEM_PROMPT
 
 TOP_K = 16  # teacher log-probs kept per position (the distillation's soft targets)
 BATCH = 8   # sequences per teacher pass; the acceptance pass uses the same grouping
-BUILTIN_VERSION = "builtin-v2"  # bump when the built-in prompts change (v2: the workload's own questions)
+BUILTIN_VERSION = "builtin-v3"  # bump when the built-in prompts change (v2: the workload's own questions;
+#                                  v3: the open workload's shape too, every other prompt)
 Messages = list[dict[str, str]]
 
 
@@ -54,14 +58,27 @@ def _heldout_topic(topic: str) -> bool:
     return hashlib.sha256(topic.encode()).digest()[0] % 4 == 1
 
 
+def _module_of(topic: str, modules: list[str]) -> str:
+    """The documented module a topic belongs to (`json.JSONDecoder` -> `json`): held-out prompts
+    leave out whole modules, so no class of a held-out module is trained on either."""
+    return max((m for m in modules if topic == m or topic.startswith(m + ".")), key=len, default=topic)
+
+
 def builtin_prompts(n: int, heldout: bool, passage_chars: int, seed: int = 0) -> list[Messages]:
-    """`n` documentation-question prompts; held-out ones from other modules than training ones."""
-    from ..store.passages import documentation_passages
+    """`n` prompts, alternately a documentation question (the copy workload's shape) and an open
+    question (the open workload's); held-out ones from other modules than training ones."""
+    from ..store.passages import documentation_passages, documentation_topics
 
     passages = [p for p in documentation_passages() if _heldout_topic(p[0]) == heldout]
+    modules = [m for m, _ in documentation_passages()]
+    topics = [t for t in documentation_topics() if _heldout_topic(_module_of(t, modules)) == heldout]
     rng = random.Random(f"{seed}-{heldout}")
     out = []
-    for _ in range(n):
+    for i in range(n):
+        if i % 2:
+            question = rng.choice(OPEN_QUESTIONS).format(topic=topics[rng.randrange(len(topics))])
+            out.append([{"role": "system", "content": OPEN_SYSTEM_PROMPT}, {"role": "user", "content": question}])
+            continue
         topic, text = passages[rng.randrange(len(passages))]
         start = rng.randrange(max(1, len(text) - passage_chars))
         question = rng.choice(QUESTIONS).format(topic=topic)
