@@ -12,16 +12,6 @@ python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .
 export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 JUPYTER_OPTIMIZE_CACHE=/tmp/jo JUPYTER_OPTIMIZE_PLATFORM=cuda
 if [ ! -f "$HOME/st/smollm2/model.safetensors" ]; then
   cat "$HOME"/st/model.gguf.part* > "$HOME/st/model.gguf"
-  python3 - <<'PY'
-import os
-from transformers import AutoModelForCausalLM, AutoTokenizer
-d, f = os.path.expanduser("~/st"), "model.gguf"
-tok = AutoTokenizer.from_pretrained(d, gguf_file=f)
-m = AutoModelForCausalLM.from_pretrained(d, gguf_file=f)
-m.hf_quantizer = None  # the GGUF quantizer refuses save_pretrained otherwise
-if hasattr(m.config, "quantization_config"):
-    del m.config.quantization_config
-out = os.path.join(d, "smollm2"); m.save_pretrained(out); tok.save_pretrained(out)
-PY
+  python3 -m jupyter_ext.store.gguf_convert "$HOME/st/model.gguf" "$HOME/st/smollm2"  # the toolkit's own converter
 fi
 python3 benchmarks/gpu_draft.py --skip-bench --out "$OUT_DIR" "$@"

@@ -136,10 +136,10 @@ def test_dataset_on_prepare_needs_a_trained_draft_recipe(dataset):
 
 
 def test_builtin_heldout_prompts_use_other_modules():
-    from jupyter_ext.store.passages import documentation_passages
+    from jupyter_ext.store.passages import SOURCE_MODULES
     from jupyter_ext.techniques.draft_data import _module_of
 
-    known = [m for m, _ in documentation_passages()]
+    known = SOURCE_MODULES
 
     def modules(prompts):
         questions = [p[1]["content"].rsplit("Question:", 1)[-1] for p in prompts]

@@ -67,11 +67,10 @@ def _module_of(topic: str, modules: list[str]) -> str:
 def builtin_prompts(n: int, heldout: bool, passage_chars: int, seed: int = 0) -> list[Messages]:
     """`n` prompts, alternately a documentation question (the copy workload's shape) and an open
     question (the open workload's); held-out ones from other modules than training ones."""
-    from ..store.passages import documentation_passages, documentation_topics
+    from ..store.passages import SOURCE_MODULES, documentation_passages, documentation_topics
 
     passages = [p for p in documentation_passages() if _heldout_topic(p[0]) == heldout]
-    modules = [m for m, _ in documentation_passages()]
-    topics = [t for t in documentation_topics() if _heldout_topic(_module_of(t, modules)) == heldout]
+    topics = [t for t in documentation_topics() if _heldout_topic(_module_of(t, SOURCE_MODULES)) == heldout]
     rng = random.Random(f"{seed}-{heldout}")
     out = []
     for i in range(n):

@@ -306,6 +306,14 @@ def training_key(settings: dict, dataset: str | None) -> str:
     return options_key(kept, HEAD_VERSION, dataset_id(dataset), TOP_K, BATCH, CONTEXT_POSITIONS)
 
 
+def teacher_and_features(target: Path, settings: dict, cache_dir: Path) -> tuple[dict, dict]:
+    """The teacher set (draft_data.teacher_set, shared with the trained draft) and the target's
+    features on it, each from its cache file or made now."""
+    tfile = teacher_file(cache_dir, target, settings)
+    samples = teacher_set(target, settings.get("dataset"), settings, tfile)
+    return samples, feature_set(target, samples, tfile.with_name(tfile.stem + "-features.pt"))
+
+
 def trained_eagle_head(target: Path, settings: dict, k: int, cache_dir: Path,
                        on_step: Callable[[int], None] | None = None) -> Path:
     """The EAGLE head folder for (target, dataset, settings): from the cache, or trained now;
@@ -318,9 +326,7 @@ def trained_eagle_head(target: Path, settings: dict, k: int, cache_dir: Path,
     if is_built(final):
         return final
     t = time.monotonic()
-    tfile = teacher_file(cache_dir, target, settings)
-    samples = teacher_set(target, dataset, settings, tfile)
-    feats = feature_set(target, samples, tfile.with_name(tfile.stem + "-features.pt"))
+    samples, feats = teacher_and_features(target, settings, cache_dir)
     teacher_s = time.monotonic() - t
     head = init_head(target).to(train_device())
     work = final.parent / f".{final.name}.work"
